@@ -1,0 +1,39 @@
+# pretrain_lm: `make demo` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+MODEL_DIR ?= runs/demo_bert_tiny
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export JAX_PLATFORMS ?= cpu
+
+.PHONY: install demo test test-slow bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test,bench]'
+	touch $(STAMP)
+
+demo: install
+	$(PY) -m pretrain_lm.train \
+	  --gin_file=gin_configs/demo/bert_tiny_shipped.gin \
+	  --gin.MODEL_DIR=$(MODEL_DIR) \
+	  --results_json=$(MODEL_DIR)/results.json
+
+test: install
+	$(PY) -m pytest -q tests
+
+test-slow: install
+	$(PY) -m pytest -q -m slow tests
+
+bench: install
+	$(PY) -m benchmarks.bert_step
+
+lint: install
+	$(PY) -m ruff check .
+
+clean:
+	rm -rf runs/demo_bert_tiny

@@ -1,0 +1,54 @@
+"""The one small interface between a model and the trainer.
+
+A model in this codebase is a pure Flax network plus a thin *objective* wrapper
+that says how to initialise it from an example batch and how to turn a batch into
+a scalar loss and metrics. The trainer (``pretrain_lm/trainer.py``) knows nothing
+else about the model; the optimizer, sharding and data belong to the trainer config.
+
+Metrics are returned as ``{name: (total, count)}`` pairs, summed over the batch,
+so that averages over many steps (and over hosts) are exact:
+``average = sum(total) / sum(count)``.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+from collections.abc import Mapping
+
+import jax
+import numpy as np
+
+Array = jax.Array
+Batch = Mapping[str, Array]
+Metrics = dict[str, tuple[Array, Array]]
+
+
+class Model(abc.ABC):
+    """Objective wrapper the trainer trains; subclasses wrap one Flax network."""
+
+    @abc.abstractmethod
+    def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        """A zero batch with the shapes and dtypes the model consumes (for init/planning)."""
+
+    @abc.abstractmethod
+    def init(self, rng: Array, batch: Batch) -> dict:
+        """Initial parameters (boxed with logical partitioning metadata)."""
+
+    @abc.abstractmethod
+    def loss(self, params: dict, batch: Batch, *, rng: Array | None,
+             train: bool) -> tuple[Array, Metrics]:
+        """Scalar training loss and summed metrics for one batch."""
+
+    def tokens_per_example(self, batch: Mapping[str, np.ndarray]) -> int:
+        """Sequence positions per example (for tokens/s): the width of ``input_ids``."""
+        return int(batch["input_ids"].shape[-1])
+
+    def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
+        """Extra metrics computed from averaged ones (e.g. perplexity from a loss)."""
+        return {}
+
+
+def perplexity(mean_nll: float) -> float:
+    """``exp(mean negative log-likelihood)``, saturating instead of overflowing."""
+    return math.exp(min(mean_nll, 700.0))

@@ -1,0 +1,260 @@
+"""BERT (Devlin et al., 2018): encoder, pre-training heads and the pre-training objective.
+
+The network follows ``google-research/bert`` ``modeling.py`` (and HuggingFace's
+``BertForPreTraining``, whose weights convert one-to-one, see
+``pretrain_lm/checkpoints.py``): token + segment + position embeddings, LayerNorm
+and dropout; post-LN Transformer blocks; a tanh pooler on ``[CLS]``; a masked-LM
+head (dense + GELU + LayerNorm, output tied to the token embedding plus a bias)
+evaluated ONLY at the masked positions; a two-way next-sentence head.
+
+Sizes live in ``gin_configs/models/bert/`` (tiny ... large).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from models import layers
+from models.base import Batch, Metrics, Model, perplexity
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class BertConfig:
+    """BERT hyper-parameters (defaults: BERT-Base, uncased WordPiece vocabulary)."""
+
+    vocab_size: int = 30522
+    hidden_size: int = 768
+    num_layers: int = 12
+    num_heads: int = 12
+    intermediate_size: int = 3072
+    hidden_act: str = "gelu"
+    hidden_dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.1
+    max_position_embeddings: int = 512
+    type_vocab_size: int = 2
+    initializer_range: float = 0.02
+    layer_norm_epsilon: float = 1e-12
+    dtype: str = "float32"  # activation dtype ("bfloat16" on TPU); params stay float32
+
+    @property
+    def block(self) -> layers.TransformerBlockConfig:
+        return layers.TransformerBlockConfig(
+            embed_dim=self.hidden_size,
+            num_heads=self.num_heads,
+            mlp_dim=self.intermediate_size,
+            dropout_rate=self.hidden_dropout_rate,
+            attention_dropout_rate=self.attention_dropout_rate,
+            activation=self.hidden_act,
+            layer_norm_epsilon=self.layer_norm_epsilon,
+            pre_layer_norm=False,
+            init_stddev=self.initializer_range,
+            dtype=jnp.dtype(self.dtype),
+        )
+
+
+class BertEmbeddings(nn.Module):
+    """Token + segment + learned position embeddings, then LayerNorm and dropout."""
+
+    config: BertConfig
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.word_embeddings = layers.Embed(
+            cfg.vocab_size, cfg.hidden_size, init_stddev=cfg.initializer_range,
+            dtype=jnp.dtype(cfg.dtype), name="word_embeddings")
+        self.position_embeddings = layers.Embed(
+            cfg.max_position_embeddings, cfg.hidden_size, init_stddev=cfg.initializer_range,
+            dtype=jnp.dtype(cfg.dtype), axes=(None, layers.EMBED), name="position_embeddings")
+        self.token_type_embeddings = layers.Embed(
+            cfg.type_vocab_size, cfg.hidden_size, init_stddev=cfg.initializer_range,
+            dtype=jnp.dtype(cfg.dtype), axes=(None, layers.EMBED), name="token_type_embeddings")
+        self.layer_norm = layers.layer_norm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype))
+        self.dropout = nn.Dropout(cfg.hidden_dropout_rate)
+
+    def __call__(self, input_ids: Array, segment_ids: Array, *, deterministic: bool) -> Array:
+        length = input_ids.shape[-1]
+        if length > self.config.max_position_embeddings:
+            raise ValueError(
+                f"Sequence length {length} exceeds max_position_embeddings="
+                f"{self.config.max_position_embeddings}; shorten the data's max_seq_length "
+                "or use a model config with more positions.")
+        x = (self.word_embeddings(input_ids)
+             + self.position_embeddings(jnp.arange(length))[None]
+             + self.token_type_embeddings(segment_ids))
+        x = self.dropout(self.layer_norm(x), deterministic=deterministic)
+        return layers.constrain(x, layers.BATCH, layers.LENGTH, layers.EMBED)
+
+    def attend(self, x: Array) -> Array:
+        """Logits over the vocabulary with the (tied) token embedding."""
+        return self.word_embeddings.attend(x)
+
+
+class BertEncoder(nn.Module):
+    """Embeddings + a stack of post-LN Transformer blocks + the ``[CLS]`` pooler.
+
+    Returns ``(sequence_output [b, l, h], pooled_output [b, h])``; with
+    ``return_all_layers`` the first element is the list of every layer's output
+    (embeddings first), which feature-based uses (ELMo-style scalar mixes) need.
+    """
+
+    config: BertConfig
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.embeddings = BertEmbeddings(cfg)
+        self.blocks = [layers.TransformerBlock(cfg.block, name=f"layer_{i}")
+                       for i in range(cfg.num_layers)]
+        self.pooler = layers.DenseGeneral(cfg.hidden_size, (layers.EMBED, layers.MLP),
+                                   init_stddev=cfg.initializer_range,
+                                   dtype=jnp.dtype(cfg.dtype))
+
+    def __call__(self, input_ids: Array, segment_ids: Array, input_mask: Array, *,
+                 deterministic: bool, return_all_layers: bool = False
+                 ) -> tuple[Array | list[Array], Array]:
+        x = self.embeddings(input_ids, segment_ids, deterministic=deterministic)
+        mask = layers.padding_mask(input_mask, input_mask)
+        hidden_states = [x]
+        for block in self.blocks:
+            x = block(x, mask, deterministic=deterministic)
+            hidden_states.append(x)
+        pooled = jnp.tanh(self.pooler(x[:, 0]))
+        return (hidden_states if return_all_layers else x), pooled
+
+    def attend(self, x: Array) -> Array:
+        return self.embeddings.attend(x)
+
+
+class MaskedLMHead(nn.Module):
+    """dense + activation + LayerNorm, then the tied embedding plus an output bias."""
+
+    config: BertConfig
+
+    @nn.compact
+    def __call__(self, x: Array, embeddings: BertEmbeddings) -> Array:
+        cfg = self.config
+        x = layers.DenseGeneral(cfg.hidden_size, (layers.EMBED, layers.MLP),
+                         init_stddev=cfg.initializer_range, dtype=jnp.dtype(cfg.dtype),
+                         name="transform")(x)
+        x = layers.activation(cfg.hidden_act)(x)
+        x = layers.layer_norm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype), name="layer_norm")(x)
+        logits = embeddings.attend(x)
+        bias = self.param("output_bias",
+                          nn.with_logical_partitioning(nn.initializers.zeros, (layers.VOCAB,)),
+                          (cfg.vocab_size,), jnp.float32)
+        return logits.astype(jnp.float32) + bias
+
+
+class BertForPreTraining(nn.Module):
+    """BERT with the masked-LM and next-sentence heads.
+
+    ``masked_lm_positions`` ([batch, max_predictions]) selects where the MLM head
+    runs; the vocabulary projection is never computed for unmasked positions.
+    """
+
+    config: BertConfig
+
+    def setup(self) -> None:
+        self.bert = BertEncoder(self.config)
+        self.mlm_head = MaskedLMHead(self.config)
+        self.nsp_head = layers.DenseGeneral(2, (layers.EMBED, None),
+                                     init_stddev=self.config.initializer_range)
+
+    def __call__(self, input_ids: Array, segment_ids: Array, input_mask: Array,
+                 masked_lm_positions: Array, *, deterministic: bool) -> tuple[Array, Array]:
+        sequence, pooled = self.bert(input_ids, segment_ids, input_mask,
+                                     deterministic=deterministic)
+        masked = layers.gather_positions(sequence, masked_lm_positions)
+        mlm_logits = self.mlm_head(masked, self.bert.embeddings)
+        nsp_logits = self.nsp_head(pooled).astype(jnp.float32)
+        return mlm_logits, nsp_logits
+
+
+def weighted_cross_entropy(logits: Array, labels: Array, weights: Array
+                           ) -> tuple[Array, Array, Array]:
+    """Returns summed weighted NLL, summed weighted accuracy and the weight total."""
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return jnp.sum(nll * weights), jnp.sum(correct * weights), jnp.sum(weights)
+
+
+@dataclasses.dataclass(frozen=True)
+class BertPretrainingModel(Model):
+    """Masked LM + next-sentence prediction, as in BERT's ``run_pretraining.py``.
+
+    loss = mean MLM NLL over the real masked positions + mean NSP NLL.
+    """
+
+    config: BertConfig = BertConfig()
+    max_seq_length: int = 128
+    max_predictions_per_seq: int = 20
+    use_next_sentence_prediction: bool = True
+
+    @property
+    def network(self) -> BertForPreTraining:
+        return BertForPreTraining(self.config)
+
+    def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        seq = (batch_size, self.max_seq_length)
+        pred = (batch_size, self.max_predictions_per_seq)
+        return {
+            "input_ids": np.zeros(seq, np.int32),
+            "input_mask": np.ones(seq, np.int32),
+            "segment_ids": np.zeros(seq, np.int32),
+            "masked_lm_positions": np.zeros(pred, np.int32),
+            "masked_lm_ids": np.zeros(pred, np.int32),
+            "masked_lm_weights": np.zeros(pred, np.float32),
+            "next_sentence_labels": np.zeros((batch_size,), np.int32),
+        }
+
+    def init(self, rng: Array, batch: Batch) -> dict:
+        params_rng, dropout_rng = jax.random.split(rng)
+        return self.network.init(
+            {"params": params_rng, "dropout": dropout_rng}, batch["input_ids"],
+            batch["segment_ids"], batch["input_mask"], batch["masked_lm_positions"],
+            deterministic=True)["params"]
+
+    def apply(self, params: dict, batch: Batch, *, rng: Array | None = None,
+              train: bool = False) -> tuple[Array, Array]:
+        """MLM logits ``[b, max_predictions, vocab]`` and NSP logits ``[b, 2]``."""
+        return self.network.apply(
+            {"params": params}, batch["input_ids"], batch["segment_ids"],
+            batch["input_mask"], batch["masked_lm_positions"], deterministic=not train,
+            rngs={"dropout": rng} if train else None)
+
+    def loss(self, params: dict, batch: Batch, *, rng: Array | None,
+             train: bool) -> tuple[Array, Metrics]:
+        mlm_logits, nsp_logits = self.apply(params, batch, rng=rng, train=train)
+        mlm_nll, mlm_correct, mlm_count = weighted_cross_entropy(
+            mlm_logits, batch["masked_lm_ids"], batch["masked_lm_weights"])
+        mlm_loss = mlm_nll / (mlm_count + 1e-5)
+        ones = jnp.ones(nsp_logits.shape[:1], jnp.float32)
+        nsp_nll, nsp_correct, nsp_count = weighted_cross_entropy(
+            nsp_logits, batch["next_sentence_labels"], ones)
+        nsp_loss = nsp_nll / nsp_count
+        loss = mlm_loss + nsp_loss if self.use_next_sentence_prediction else mlm_loss
+        metrics: Metrics = {
+            "loss": (loss, jnp.ones(())),
+            "mlm_loss": (mlm_nll, mlm_count),
+            "mlm_accuracy": (mlm_correct, mlm_count),
+        }
+        if self.use_next_sentence_prediction:
+            metrics["nsp_loss"] = (nsp_nll, nsp_count)
+            metrics["nsp_accuracy"] = (nsp_correct, nsp_count)
+        return loss, metrics
+
+    def tokens_per_example(self, batch: Mapping[str, np.ndarray]) -> int:
+        return int(batch["input_ids"].shape[-1])
+
+    def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
+        if "mlm_loss" in averages:
+            return {"mlm_perplexity": perplexity(averages["mlm_loss"])}
+        return {}

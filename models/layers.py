@@ -1,0 +1,328 @@
+"""Shared Flax building blocks for every architecture in the codebase.
+
+Each parameter and each large activation carries *logical* axis names
+(``batch``, ``length``, ``embed``, ``mlp``, ``heads``, ``kv``, ``vocab``); the
+mapping from logical names to mesh axes lives in gin (see
+``pretrain_lm/partitioning.py``), so the same module runs on one CPU, a
+simulated mesh or a pod slice.
+
+Conventions (shared by BERT, the MT Transformer and the GPT decoder):
+
+* attention projections are ``[embed, heads, kv]`` / ``[heads, kv, embed]``;
+* feed-forward kernels are ``[embed, mlp]`` / ``[mlp, embed]``;
+* token embeddings are ``[vocab, embed]`` and double as a tied output layer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+Array = jax.Array
+Initializer = Callable[..., Array]
+
+# Logical axis names used throughout; the rules in partitioning.py map them.
+BATCH, LENGTH, EMBED, MLP, HEADS, KV, VOCAB = (
+    "batch", "length", "embed", "mlp", "heads", "kv", "vocab")
+
+ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
+    "gelu": functools.partial(jax.nn.gelu, approximate=False),  # HF BERT "gelu" (erf)
+    "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),  # original BERT, GPT-2
+    "relu": jax.nn.relu,
+}
+
+
+def activation(name: str) -> Callable[[Array], Array]:
+    """Returns the activation function called ``name`` (see ``ACTIVATIONS``)."""
+    try:
+        return ACTIVATIONS[name]
+    except KeyError:
+        raise ValueError(
+            f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}.") from None
+
+
+def truncated_normal(stddev: float) -> Initializer:
+    """BERT's initializer: normal(0, stddev) truncated at two standard deviations."""
+    return nn.initializers.truncated_normal(stddev=stddev)
+
+
+def constrain(x: Array, *axes: str | None) -> Array:
+    """Annotates an activation with logical axis names (a no-op without rules)."""
+    return nn.with_logical_constraint(x, axes)
+
+
+def layer_norm(epsilon: float = 1e-12, dtype: jnp.dtype = jnp.float32,
+               name: str | None = None) -> nn.LayerNorm:
+    """LayerNorm over the last (``embed``) axis with logically partitioned scale/bias."""
+    return nn.LayerNorm(
+        epsilon=epsilon,
+        dtype=dtype,
+        scale_init=nn.with_logical_partitioning(nn.initializers.ones, (EMBED,)),
+        bias_init=nn.with_logical_partitioning(nn.initializers.zeros, (EMBED,)),
+        name=name,
+    )
+
+
+class Embed(nn.Module):
+    """A ``[vocab, embed]`` lookup table that can also act as a tied output layer."""
+
+    num_embeddings: int
+    features: int
+    init_stddev: float = 0.02
+    dtype: jnp.dtype = jnp.float32
+    axes: tuple[str, str] = (VOCAB, EMBED)
+
+    def setup(self) -> None:
+        self.embedding = self.param(
+            "embedding",
+            nn.with_logical_partitioning(truncated_normal(self.init_stddev), self.axes),
+            (self.num_embeddings, self.features),
+            jnp.float32,
+        )
+
+    def __call__(self, ids: Array) -> Array:
+        table = jnp.asarray(self.embedding, self.dtype)
+        return jnp.take(table, ids, axis=0)
+
+    def attend(self, x: Array) -> Array:
+        """Logits against every row of the table: ``x @ embedding.T``."""
+        table = jnp.asarray(self.embedding, self.dtype)
+        return jnp.einsum("...e,ve->...v", x, table)
+
+
+class DenseGeneral(nn.Module):
+    """A linear layer over one or more input axes whose kernel/bias carry logical names.
+
+    Unlike ``nn.DenseGeneral`` the kernel is created at its true (multi-axis) shape,
+    so its logical partitioning applies during sharded initialisation too.
+    """
+
+    features: int | tuple[int, ...]
+    kernel_axes: tuple[str | None, ...]
+    axis: int | tuple[int, ...] = -1
+    use_bias: bool = True
+    init_stddev: float = 0.02
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array) -> Array:
+        features = self.features if isinstance(self.features, tuple) else (self.features,)
+        axis = self.axis if isinstance(self.axis, tuple) else (self.axis,)
+        axis = tuple(a % x.ndim for a in axis)
+        kernel = self.param(
+            "kernel",
+            nn.with_logical_partitioning(truncated_normal(self.init_stddev), self.kernel_axes),
+            tuple(x.shape[a] for a in axis) + features, jnp.float32)
+        y = jax.lax.dot_general(
+            x.astype(self.dtype), kernel.astype(self.dtype),
+            ((axis, tuple(range(len(axis)))), ((), ())))
+        if self.use_bias:
+            bias = self.param(
+                "bias",
+                nn.with_logical_partitioning(nn.initializers.zeros,
+                                             self.kernel_axes[-len(features):]),
+                features, jnp.float32)
+            y = y + bias.astype(self.dtype)
+        return y
+
+
+def attention_bias_from_mask(mask: Array, dtype: jnp.dtype = jnp.float32) -> Array:
+    """Turns a boolean ``[..., q, k]`` keep-mask into an additive bias (0 or a large negative).
+
+    The large negative is the dtype's most negative finite value, as HuggingFace does;
+    BERT's ``-10000`` gives the same softmax for any realistic logits.
+    """
+    return jnp.where(mask, 0.0, jnp.finfo(dtype).min).astype(dtype)
+
+
+def padding_mask(query_valid: Array, key_valid: Array) -> Array:
+    """``[batch, 1, q, k]`` mask that is True where both query and key are real tokens."""
+    return (key_valid[:, None, None, :] > 0) & (query_valid[:, None, :, None] > 0)
+
+
+def causal_mask(length: int) -> Array:
+    """``[1, 1, length, length]`` lower-triangular mask for auto-regressive attention."""
+    return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]
+
+
+@dataclasses.dataclass(frozen=True)
+class AttentionConfig:
+    """Sizes and regularisation of one multi-head attention layer."""
+
+    num_heads: int
+    head_dim: int
+    dropout_rate: float = 0.1
+    init_stddev: float = 0.02
+    dtype: jnp.dtype = jnp.float32
+
+
+class MultiHeadAttention(nn.Module):
+    """Multi-head scaled dot-product attention (``softmax(QK^T / sqrt(d_k)) V``).
+
+    Queries come from ``inputs_q``; keys and values from ``inputs_kv`` (the same
+    array for self-attention, the encoder output for encoder-decoder attention).
+    ``mask`` is boolean ``[batch|1, 1|heads, q, k]``, True where attention is allowed.
+    With ``return_weights`` the attention probabilities are also returned (for plots).
+    """
+
+    config: AttentionConfig
+    embed_dim: int
+
+    @nn.compact
+    def __call__(
+        self,
+        inputs_q: Array,
+        inputs_kv: Array,
+        mask: Array | None,
+        *,
+        deterministic: bool,
+        return_weights: bool = False,
+    ) -> Array | tuple[Array, Array]:
+        cfg = self.config
+        project = functools.partial(
+            DenseGeneral, (cfg.num_heads, cfg.head_dim), (EMBED, HEADS, KV),
+            init_stddev=cfg.init_stddev, dtype=cfg.dtype)
+        query = project(name="query")(inputs_q)
+        key = project(name="key")(inputs_kv)
+        value = project(name="value")(inputs_kv)
+        query = constrain(query, BATCH, LENGTH, HEADS, KV)
+        key = constrain(key, BATCH, LENGTH, HEADS, KV)
+        value = constrain(value, BATCH, LENGTH, HEADS, KV)
+
+        query = query / jnp.sqrt(cfg.head_dim).astype(cfg.dtype)
+        logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)
+        if mask is not None:
+            logits = logits + attention_bias_from_mask(mask, logits.dtype)
+        weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(cfg.dtype)
+        weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=deterministic)
+        context = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
+        context = constrain(context, BATCH, LENGTH, HEADS, KV)
+
+        output = DenseGeneral(self.embed_dim, (HEADS, KV, EMBED), axis=(-2, -1),
+                       init_stddev=cfg.init_stddev, dtype=cfg.dtype, name="out")(context)
+        output = constrain(output, BATCH, LENGTH, EMBED)
+        return (output, weights) if return_weights else output
+
+
+class FeedForward(nn.Module):
+    """Position-wise feed-forward network ``W2 · act(W1 · x + b1) + b2``."""
+
+    mlp_dim: int
+    activation: str = "gelu"
+    dropout_rate: float = 0.0  # dropout between the two layers (0 for BERT)
+    init_stddev: float = 0.02
+    dtype: jnp.dtype = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: Array, *, deterministic: bool) -> Array:
+        embed_dim = x.shape[-1]
+        hidden = DenseGeneral(self.mlp_dim, (EMBED, MLP), init_stddev=self.init_stddev,
+                       dtype=self.dtype, name="intermediate")(x)
+        hidden = activation(self.activation)(hidden)
+        hidden = constrain(hidden, BATCH, LENGTH, MLP)
+        hidden = nn.Dropout(self.dropout_rate)(hidden, deterministic=deterministic)
+        return DenseGeneral(embed_dim, (MLP, EMBED), init_stddev=self.init_stddev,
+                     dtype=self.dtype, name="output")(hidden)
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerBlockConfig:
+    """Everything one Transformer block needs; shared by BERT, MT and GPT models."""
+
+    embed_dim: int
+    num_heads: int
+    mlp_dim: int
+    dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.1
+    activation: str = "gelu"
+    layer_norm_epsilon: float = 1e-12
+    pre_layer_norm: bool = False  # False: post-LN as BERT and the 2017 Transformer
+    init_stddev: float = 0.02
+    dtype: jnp.dtype = jnp.float32
+
+    @property
+    def attention(self) -> AttentionConfig:
+        if self.embed_dim % self.num_heads:
+            raise ValueError(
+                f"embed_dim={self.embed_dim} is not divisible by num_heads={self.num_heads}; "
+                "pick sizes where embed_dim % num_heads == 0.")
+        return AttentionConfig(
+            num_heads=self.num_heads,
+            head_dim=self.embed_dim // self.num_heads,
+            dropout_rate=self.attention_dropout_rate,
+            init_stddev=self.init_stddev,
+            dtype=self.dtype,
+        )
+
+
+class ResidualSublayer(nn.Module):
+    """Wraps a sublayer with dropout, a residual connection and LayerNorm.
+
+    post-LN (BERT, Vaswani et al.): ``LayerNorm(x + Dropout(f(x)))``;
+    pre-LN (GPT-2, T2T v2):          ``x + Dropout(f(LayerNorm(x)))``.
+    """
+
+    config: TransformerBlockConfig
+
+    @nn.compact
+    def __call__(self, x: Array, sublayer: Callable[[Array], Array], *,
+                 deterministic: bool) -> Array:
+        cfg = self.config
+        norm = layer_norm(cfg.layer_norm_epsilon, cfg.dtype, name="layer_norm")
+        dropout = nn.Dropout(cfg.dropout_rate)
+        if cfg.pre_layer_norm:
+            return x + dropout(sublayer(norm(x)), deterministic=deterministic)
+        return norm(x + dropout(sublayer(x), deterministic=deterministic))
+
+
+class TransformerBlock(nn.Module):
+    """Self-attention (+ optional encoder-decoder attention) + feed-forward block.
+
+    ``self_mask`` selects bidirectional (padding) or causal attention; passing
+    ``encoded`` adds the cross-attention sublayer of the Transformer decoder.
+    """
+
+    config: TransformerBlockConfig
+
+    @nn.compact
+    def __call__(
+        self,
+        x: Array,
+        self_mask: Array | None,
+        *,
+        deterministic: bool,
+        encoded: Array | None = None,
+        cross_mask: Array | None = None,
+    ) -> Array:
+        cfg = self.config
+        self_attention = MultiHeadAttention(cfg.attention, cfg.embed_dim, name="attention")
+        x = ResidualSublayer(cfg, name="attention_sublayer")(
+            x, lambda h: self_attention(h, h, self_mask, deterministic=deterministic),
+            deterministic=deterministic)
+        if encoded is not None:
+            cross_attention = MultiHeadAttention(
+                cfg.attention, cfg.embed_dim, name="cross_attention")
+            x = ResidualSublayer(cfg, name="cross_attention_sublayer")(
+                x, lambda h: cross_attention(h, encoded, cross_mask,
+                                             deterministic=deterministic),
+                deterministic=deterministic)
+        ffn = FeedForward(cfg.mlp_dim, cfg.activation, init_stddev=cfg.init_stddev,
+                          dtype=cfg.dtype, name="mlp")
+        x = ResidualSublayer(cfg, name="mlp_sublayer")(
+            x, lambda h: ffn(h, deterministic=deterministic), deterministic=deterministic)
+        return constrain(x, BATCH, LENGTH, EMBED)
+
+
+def gather_positions(sequence: Array, positions: Array) -> Array:
+    """Picks ``sequence[b, positions[b, p]]`` -> ``[batch, num_positions, ...]``.
+
+    Used by the masked-LM head so that the vocabulary projection runs only on the
+    (few) masked positions, as BERT's own ``gather_indexes`` does.
+    """
+    index = positions.reshape(positions.shape + (1,) * (sequence.ndim - 2))
+    return jnp.take_along_axis(sequence, index, axis=1)

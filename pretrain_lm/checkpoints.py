@@ -1,0 +1,153 @@
+"""Orbax checkpoints: periodic saves, keep-last-N, automatic resume, and shape checks.
+
+A checkpoint step directory holds two items:
+
+* ``state`` -- the train state (step, params, optimizer state), sharded arrays
+  written by every process as orbax requires;
+* ``data`` -- each process's input-iterator position (one file per process), so
+  that a resumed run reads exactly the batches the interrupted one would have.
+
+Before restoring, the stored shapes are compared with the model's; a checkpoint
+of another model size fails with an error that names the mismatched parameters.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging
+from etils import epath
+
+
+class CheckpointMismatchError(ValueError):
+    """A checkpoint's parameters do not fit the model being trained."""
+
+
+class DataIteratorHandler(ocp.CheckpointHandler):
+    """Saves/restores a per-process data iterator (anything with ``save``/``restore``)."""
+
+    @staticmethod
+    def _path(directory: epath.Path) -> str:
+        return os.fspath(directory / f"process_{jax.process_index()}-of-{jax.process_count()}")
+
+    def save(self, directory: epath.Path, args: DataIteratorSave) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        args.iterator.save(self._path(directory))
+
+    def restore(self, directory: epath.Path, args: DataIteratorRestore) -> Any:
+        path = self._path(directory)
+        if not any(p.name.startswith(os.path.basename(path)) for p in directory.iterdir()):
+            raise FileNotFoundError(
+                f"No data-iterator state for process {jax.process_index()} of "
+                f"{jax.process_count()} in {directory}: the checkpoint was written by a run "
+                "with a different number of processes. Resume with the same process count.")
+        args.iterator.restore(path)
+        return args.iterator
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_save=True)
+@dataclasses.dataclass
+class DataIteratorSave(ocp.args.CheckpointArgs):
+    iterator: Any
+
+
+@ocp.args.register_with_handler(DataIteratorHandler, for_restore=True)
+@dataclasses.dataclass
+class DataIteratorRestore(ocp.args.CheckpointArgs):
+    iterator: Any
+
+
+def _path_str(path: tuple) -> str:
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                    for k in path)
+
+
+def shape_mismatches(stored: Any, expected: Any) -> list[str]:
+    """Human-readable differences between two trees of arrays / shape metadata."""
+    stored_leaves = {_path_str(p): tuple(getattr(v, "shape", np.shape(v)))
+                     for p, v in jax.tree_util.tree_leaves_with_path(stored)}
+    expected_leaves = {_path_str(p): tuple(getattr(v, "shape", np.shape(v)))
+                       for p, v in jax.tree_util.tree_leaves_with_path(expected)}
+    problems = []
+    for name in sorted(set(stored_leaves) | set(expected_leaves)):
+        if name not in stored_leaves:
+            problems.append(f"{name}: missing from the checkpoint")
+        elif name not in expected_leaves:
+            problems.append(f"{name}: in the checkpoint but not in the model")
+        elif stored_leaves[name] != expected_leaves[name]:
+            problems.append(f"{name}: checkpoint {stored_leaves[name]} vs model "
+                            f"{expected_leaves[name]}")
+    return problems
+
+
+class Checkpointer:
+    """Thin wrapper over ``ocp.CheckpointManager`` for train state + data iterator."""
+
+    def __init__(self, model_dir: str, *, save_every: int, keep: int | None,
+                 async_save: bool = True) -> None:
+        self.directory = epath.Path(model_dir) / "checkpoints"
+        self.manager = ocp.CheckpointManager(
+            self.directory,
+            options=ocp.CheckpointManagerOptions(
+                save_interval_steps=save_every,
+                max_to_keep=keep,
+                create=True,
+                enable_async_checkpointing=async_save,
+            ),
+        )
+
+    def latest_step(self) -> int | None:
+        return self.manager.latest_step()
+
+    def save(self, step: int, state: Any, data_iterator: Any | None, *,
+             force: bool = False) -> bool:
+        items = {"state": ocp.args.StandardSave(state)}
+        if data_iterator is not None:
+            items["data"] = DataIteratorSave(data_iterator)
+        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+
+    def restore(self, step: int, abstract_state: Any, data_iterator: Any | None) -> Any:
+        """Restores ``step`` into shardings of ``abstract_state`` (and the iterator)."""
+        self.check_compatible(step, abstract_state)
+        items = {"state": ocp.args.StandardRestore(abstract_state)}
+        if data_iterator is not None:
+            items["data"] = DataIteratorRestore(data_iterator)
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        logging.info("Restored checkpoint step %d from %s", step, self.directory)
+        return restored["state"]
+
+    def check_compatible(self, step: int, abstract_state: Any) -> None:
+        metadata = self.manager.item_metadata(step)
+        stored = metadata["state"] if metadata is not None else None
+        if stored is None:
+            return
+        stored_params = _get(stored, "params")
+        expected_params = _get(abstract_state, "params")
+        problems = shape_mismatches(stored_params, expected_params)
+        if problems:
+            shown = "\n  ".join(problems[:20])
+            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            raise CheckpointMismatchError(
+                f"The checkpoint at {self.directory / str(step)} does not fit this model "
+                f"({len(problems)} parameters differ):\n  {shown}{more}\n"
+                "It was written by a model of another size or architecture. Use a fresh "
+                "--gin.MODEL_DIR, or the model gin file the checkpoint was trained with "
+                "(see config.gin in the model dir).")
+
+    def wait(self) -> None:
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        self.manager.wait_until_finished()
+        self.manager.close()
+
+
+def _get(tree: Any, name: str) -> Any:
+    if isinstance(tree, dict):
+        return tree[name]
+    return getattr(tree, name)

@@ -1,0 +1,116 @@
+"""gin at the entry points, t5x style: ``--gin_file=...`` and ``--gin.KEY=VALUE`` flags.
+
+* ``--gin.KEY=VALUE`` is rewritten to a binding ``KEY = VALUE``; a VALUE that is
+  not a Python/gin literal is taken as a string, so ``--gin.MODEL_DIR=/tmp/run``
+  needs no extra quotes.
+* gin files are looked up relative to the working directory, the repository root
+  and ``gin_configs/``; ``include`` lines inside gin files use the same paths.
+* A wrong binding (unknown configurable or parameter, unbound REQUIRED value)
+  stops with one message that says which binding and what the valid names are.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import sys
+from collections.abc import Sequence
+
+import gin
+
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_SEARCH_PATHS = (".", REPO_ROOT, os.path.join(REPO_ROOT, "gin_configs"))
+
+
+class GinConfigError(ValueError):
+    """A gin file or binding cannot be applied; the message names the fix."""
+
+
+def rewrite_gin_args(argv: Sequence[str]) -> list[str]:
+    """Turns ``--gin.KEY=VALUE`` into ``--gin_bindings=KEY = VALUE`` (absl-friendly)."""
+    out = []
+    for arg in argv:
+        match = re.fullmatch(r"--gin\.([^=]+)=(.*)", arg, flags=re.DOTALL)
+        if match:
+            key, value = match.groups()
+            out.append(f"--gin_bindings={key} = {_as_gin_value(value)}")
+        else:
+            out.append(arg)
+    return out
+
+
+def _as_gin_value(value: str) -> str:
+    """Keeps gin references/literals as they are; quotes bare strings."""
+    stripped = value.strip()
+    if not stripped or stripped[0] in "@%([{'\"":
+        return stripped or "''"
+    try:
+        ast.literal_eval(stripped)
+        return stripped
+    except (ValueError, SyntaxError):
+        return repr(stripped)
+
+
+def parse(gin_files: Sequence[str], bindings: Sequence[str],
+          search_paths: Sequence[str] = DEFAULT_SEARCH_PATHS) -> None:
+    """Parses gin files and bindings, turning gin's errors into one clear message."""
+    for path in search_paths:
+        gin.add_config_file_search_path(path)
+    if not gin_files:
+        raise GinConfigError("No --gin_file given; e.g. --gin_file=gin_configs/demo/"
+                             "bert_tiny_shipped.gin (see README).")
+    for f in gin_files:
+        if not any(os.path.exists(os.path.join(p, f)) for p in search_paths):
+            raise GinConfigError(
+                f"gin file {f!r} not found (searched {', '.join(search_paths)}). "
+                "List the available ones with `ls gin_configs/*/`.")
+    try:
+        gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
+    except (ValueError, ImportError, SyntaxError) as e:
+        raise GinConfigError(_explain(e)) from e
+
+
+def _explain(error: Exception) -> str:
+    text = str(error)
+    match = re.search(r"Configurable '([^']+)' doesn't have a parameter named '([^']+)'",
+                      text)
+    if match:
+        selector, param = match.groups()
+        valid = _parameters_of(selector)
+        hint = f" Valid parameters: {', '.join(valid)}." if valid else ""
+        return (f"Unknown gin binding: {selector} has no parameter {param!r}.{hint} "
+                f"Fix the binding ({text.splitlines()[-1].strip()}).")
+    match = re.search(r"No configurable matching '([^']+)'", text)
+    if match:
+        return (f"Unknown gin binding: nothing called {match.group(1)!r} is configurable. "
+                "Check the spelling, and that the gin file imports its module "
+                "(`from pretrain_lm import trainer`) under `from __gin__ import "
+                f"dynamic_registration`. ({text.splitlines()[-1].strip()})")
+    return f"Bad gin configuration: {text}"
+
+
+def _parameters_of(selector: str) -> list[str]:
+    import inspect  # noqa: PLC0415
+
+    try:
+        configurable = gin.config._REGISTRY.get_match(selector)  # noqa: SLF001
+        fn = configurable.wrapped if configurable is not None else None
+        if fn is None:
+            return []
+        target = fn.__init__ if inspect.isclass(fn) else fn
+        return [p for p in inspect.signature(target).parameters if p != "self"]
+    except Exception:  # noqa: BLE001 (a hint only; never mask the real error)
+        return []
+
+
+def macro(name: str, default: object = None) -> object:
+    """Value of a gin macro (``%NAME``), or ``default`` when it is not bound."""
+    try:
+        return gin.query_parameter(f"%{name}")
+    except ValueError:
+        return default
+
+
+def main_argv() -> list[str]:
+    return rewrite_gin_args(sys.argv)

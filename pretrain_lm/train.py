@@ -1,0 +1,74 @@
+r"""Train any model of the codebase from gin files.
+
+    python -m pretrain_lm.train \
+      --gin_file=gin_configs/demo/bert_tiny_shipped.gin \
+      --gin.MODEL_DIR=/tmp/bert_tiny --gin.TRAIN_STEPS=2000
+
+Multi-host (every host runs the same command): pass ``--coordinator_address``,
+``--num_processes`` and ``--process_id`` (or set JAX_COORDINATOR_ADDRESS,
+JAX_NUM_PROCESSES, JAX_PROCESS_ID; on a TPU pod slice JAX_DISTRIBUTED_AUTO=1).
+
+The run's full gin config is written to ``MODEL_DIR/config.gin``; relaunching
+with the same MODEL_DIR resumes from the latest checkpoint.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+import gin
+from absl import app, flags, logging
+
+from pretrain_lm import gin_utils, partitioning
+
+_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "gin config files (in order).")
+_GIN_BINDINGS = flags.DEFINE_multi_string(
+    "gin_bindings", [], "Extra gin bindings; --gin.KEY=VALUE is rewritten to these.")
+_GIN_SEARCH_PATHS = flags.DEFINE_list(
+    "gin_search_paths", list(gin_utils.DEFAULT_SEARCH_PATHS),
+    "Where gin files and their includes are looked up.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "host:port of process 0 for multi-host runs.")
+_NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
+_PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index.")
+_RESULTS_JSON = flags.DEFINE_string(
+    "results_json", None, "Optional path to write the final metrics as JSON.")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    partitioning.initialize_distributed(
+        _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+    try:
+        gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value, _GIN_SEARCH_PATHS.value)
+    except gin_utils.GinConfigError as e:
+        sys.exit(f"error: {e}")
+
+    import jax  # noqa: PLC0415 (after distributed init)
+
+    from pretrain_lm import trainer  # noqa: PLC0415
+
+    model_dir = gin_utils.macro("MODEL_DIR")
+    if model_dir and jax.process_index() == 0:
+        os.makedirs(model_dir, exist_ok=True)
+        with open(os.path.join(model_dir, "config.gin"), "w") as f:
+            f.write(gin.config_str())
+    try:
+        results = gin.get_configurable(trainer.train)()
+    except (ValueError, TypeError) as e:
+        if "REQUIRED" in str(e) or "missing" in str(e):
+            sys.exit(f"error: {e}\nBind the missing value in a gin file or with --gin.X=...")
+        raise
+    if jax.process_index() == 0:
+        logging.info("Final metrics: %s", results)
+        print(json.dumps(results, indent=1, sort_keys=True))
+        if _RESULTS_JSON.value:
+            with open(_RESULTS_JSON.value, "w") as f:
+                json.dump(results, f, indent=1, sort_keys=True)
+
+
+if __name__ == "__main__":
+    app.run(main, argv=gin_utils.main_argv())

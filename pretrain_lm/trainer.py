@@ -1,0 +1,334 @@
+"""The one trainer: train state, jitted sharded train/eval steps and the training loop.
+
+Every model plugs in through ``models.base.Model`` (an example batch, ``init``
+and ``loss``); the trainer owns the optimizer, the mesh, the data, checkpoints,
+evaluation and summaries. ``train`` is bound in gin by ``gin_configs/runs/*.gin``
+and launched by ``python -m pretrain_lm.train``.
+
+What it guarantees:
+
+* params and optimizer state are laid out by logical-axis rules on the mesh and
+  the step is ``jax.jit`` with explicit in/out shardings and a donated state;
+* dropout randomness is ``fold_in(seed, step)``, and the data iterator position is
+  checkpointed, so a resumed run continues exactly where it stopped;
+* metrics are summed on device and fetched only when logged (no per-step sync);
+* SIGTERM (pre-emption) triggers a checkpoint before exiting.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from absl import logging
+from clu import metric_writers
+from tqdm import tqdm
+
+from models.base import Metrics, Model
+from pretrain_lm import optimizers
+from pretrain_lm.checkpoints import Checkpointer
+from pretrain_lm.data import DataConfig, DataIterator
+from pretrain_lm.partitioning import Partitioner
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything that changes during training (and is checkpointed)."""
+
+    step: jax.Array
+    params: Any
+    opt_state: Any
+
+
+class Trainer:
+    """Builds the sharded train state and the jitted steps for one model + optimizer."""
+
+    def __init__(self, model: Model, tx: optax.GradientTransformation,
+                 partitioner: Partitioner, *, seed: int = 0,
+                 num_microbatches: int = 1) -> None:
+        self.model = model
+        self.tx = tx
+        self.partitioner = partitioner
+        self.seed = seed
+        self.num_microbatches = num_microbatches
+        self._init_batch = model.example_batch(partitioner.data_size)
+
+        rng = jax.random.key(seed)
+        with partitioner.context():
+            boxed = jax.eval_shape(model.init, rng, self._init_batch)
+            self.param_shardings = partitioner.shardings_of_boxed(boxed)
+            abstract = jax.eval_shape(self._init_state, rng)
+        replicated = partitioner.replicated()
+        opt_shardings = optax.tree_map_params(
+            tx, lambda _, sharding: sharding, abstract.opt_state, self.param_shardings,
+            transform_non_params=lambda _: replicated)
+        self.state_shardings = TrainState(
+            step=replicated, params=self.param_shardings, opt_state=opt_shardings)
+        self.abstract_state = jax.tree.map(
+            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+            abstract, self.state_shardings)
+        batch_sharding = partitioner.batch_sharding()
+        self._train_step = jax.jit(
+            self._step, in_shardings=(self.state_shardings, batch_sharding),
+            out_shardings=(self.state_shardings, replicated), donate_argnums=(0,))
+        self._eval_step = jax.jit(
+            self._eval, in_shardings=(self.param_shardings, batch_sharding),
+            out_shardings=replicated)
+
+    # -- state ------------------------------------------------------------
+    def _init_state(self, rng: jax.Array) -> TrainState:
+        params = nn.meta.unbox(self.model.init(rng, self._init_batch))
+        return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                          opt_state=self.tx.init(params))
+
+    def init_state(self) -> TrainState:
+        """Fresh, sharded train state (each device creates only its own shards)."""
+        with self.partitioner.context():
+            return jax.jit(self._init_state, out_shardings=self.state_shardings)(
+                jax.random.key(self.seed))
+
+    def num_params(self) -> int:
+        return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.abstract_state.params))
+
+    # -- steps ------------------------------------------------------------
+    def _grads(self, params: Any, batch: dict, rng: jax.Array) -> tuple[Any, Metrics]:
+        def loss_fn(p: Any) -> tuple[jax.Array, Metrics]:
+            return self.model.loss(p, batch, rng=rng, train=True)
+
+        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return grads, metrics
+
+    def _step(self, state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
+        rng = jax.random.fold_in(jax.random.key(self.seed + 1), state.step)
+        k = self.num_microbatches
+        if k == 1:
+            grads, metrics = self._grads(state.params, batch, rng)
+        else:
+            micro = jax.tree.map(
+                lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
+
+            def accumulate(carry: Any, inputs: tuple[int, dict]) -> tuple[Any, None]:
+                i, mb = inputs
+                g, m = self._grads(state.params, mb, jax.random.fold_in(rng, i))
+                return jax.tree.map(jnp.add, carry, (g, m)), None
+
+            zero = jax.eval_shape(self._grads, state.params,
+                                  jax.tree.map(lambda x: x[0], micro), rng)
+            zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
+            (grads, metrics), _ = jax.lax.scan(accumulate, zero, (jnp.arange(k), micro))
+            grads = jax.tree.map(lambda g: g / k, grads)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = dict(metrics)
+        metrics["grad_norm"] = (optax.tree.norm(grads), jnp.ones(()))
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    def _eval(self, params: Any, batch: dict) -> Metrics:
+        _, metrics = self.model.loss(params, batch, rng=None, train=False)
+        return metrics
+
+    def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
+        with self.partitioner.context():
+            return self._train_step(state, batch)
+
+    def eval_step(self, params: Any, batch: dict) -> Metrics:
+        with self.partitioner.context():
+            return self._eval_step(params, batch)
+
+    def evaluate(self, params: Any, batches: Iterable[dict], num_steps: int | None
+                 ) -> dict[str, float]:
+        """Averages the model's metrics over up to ``num_steps`` batches."""
+        totals: Metrics | None = None
+        for i, batch in enumerate(batches):
+            if num_steps is not None and i >= num_steps:
+                break
+            totals = accumulate_metrics(totals, self.eval_step(params, batch))
+        return self.summarize(totals) if totals is not None else {}
+
+    def summarize(self, totals: Metrics) -> dict[str, float]:
+        averages = average_metrics(totals)
+        averages.update(self.model.derived_metrics(averages))
+        return averages
+
+
+def accumulate_metrics(totals: Metrics | None, metrics: Metrics) -> Metrics:
+    """Adds one step's summed metrics to the running totals (stays on device)."""
+    if totals is None:
+        return dict(metrics)
+    return {k: (totals[k][0] + v[0], totals[k][1] + v[1]) for k, v in metrics.items()}
+
+
+def average_metrics(totals: Metrics) -> dict[str, float]:
+    """``{name: total / count}`` on the host (the one place metrics are synced)."""
+    fetched = jax.device_get(totals)
+    return {k: float(t) / max(float(c), 1e-12) for k, (t, c) in fetched.items()}
+
+
+class _PreemptionFlag:
+    """Set by SIGTERM; the loop then checkpoints and exits cleanly."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self) -> _PreemptionFlag:
+        try:
+            self._previous = signal.signal(signal.SIGTERM, self._handle)
+        except ValueError:  # not the main thread (e.g. some test runners)
+            self._previous = None
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        del signum, frame
+        self.requested = True
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGTERM, self._previous)
+
+
+def train(
+    *,
+    model: Model,
+    model_dir: str,
+    train_steps: int,
+    batch_size: int,
+    train_data: DataConfig,
+    eval_data: DataConfig | None = None,
+    optimizer: Callable[..., optimizers.Optimizer] = optimizers.adamw,
+    partitioner: Partitioner | None = None,
+    num_microbatches: int = 1,
+    checkpoint_every: int = 1000,
+    keep_checkpoints: int | None = 3,
+    eval_every: int = 1000,
+    eval_steps: int | None = 20,
+    log_every: int = 50,
+    seed: int = 0,
+    progress_bar: bool = True,
+) -> dict[str, float]:
+    """Trains ``model`` on ``train_data`` for ``train_steps`` steps of ``batch_size`` examples.
+
+    Resumes automatically from the latest checkpoint in ``model_dir``. Returns the
+    last evaluation metrics (``eval/...``) and the last logged training metrics.
+
+    Args:
+      model: objective wrapper (``models.base.Model``).
+      model_dir: checkpoints, TensorBoard summaries and config.gin go here.
+      train_steps: total number of optimizer steps (a resumed run counts from 0).
+      batch_size: GLOBAL batch size (split over processes and the ``data`` axis).
+      train_data, eval_data: seqio task and split to read (see ``DataConfig``).
+      optimizer: called as ``optimizer(total_steps=train_steps)`` -> ``Optimizer``.
+      partitioner: device mesh and logical-axis rules (default: all devices on ``data``).
+      num_microbatches: gradient accumulation; each step still sees ``batch_size``.
+      checkpoint_every, keep_checkpoints: save interval and how many to keep.
+      eval_every, eval_steps: evaluation interval and batches per evaluation.
+      log_every: interval of console/TensorBoard training summaries.
+      seed: parameter-init and dropout seed (the data seed is in ``DataConfig``).
+    """
+    if batch_size % num_microbatches:
+        raise ValueError(f"batch_size={batch_size} is not divisible by "
+                         f"num_microbatches={num_microbatches}.")
+    partitioner = partitioner or Partitioner()
+    opt = optimizer(total_steps=train_steps)
+    trainer = Trainer(model, opt.tx, partitioner, seed=seed, num_microbatches=num_microbatches)
+    is_chief = jax.process_index() == 0
+    train_writer = metric_writers.create_default_writer(
+        os.path.join(model_dir, "train"), just_logging=not is_chief)
+    eval_writer = metric_writers.create_default_writer(
+        os.path.join(model_dir, "eval"), just_logging=not is_chief)
+    logging.info("Model: %s with %s parameters; mesh %s", type(model).__name__,
+                 f"{trainer.num_params():,}", dict(partitioner.mesh.shape))
+
+    train_iter = DataIterator(train_data, batch_size, partitioner)
+    checkpointer = Checkpointer(model_dir, save_every=checkpoint_every, keep=keep_checkpoints)
+    latest = checkpointer.latest_step()
+    if latest is not None:
+        state = checkpointer.restore(latest, trainer.abstract_state, train_iter)
+        logging.info("Resuming from step %d", latest)
+    else:
+        state = trainer.init_state()
+    start_step = int(jax.device_get(state.step))
+
+    def run_eval(step: int) -> dict[str, float]:
+        if eval_data is None:
+            return {}
+        eval_iter = DataIterator(eval_data, batch_size, partitioner)
+        batches = _global_batches(eval_iter)
+        results = trainer.evaluate(state.params, batches, eval_steps)
+        eval_writer.write_scalars(step, results)
+        eval_writer.flush()
+        if is_chief:
+            _append_jsonl(os.path.join(model_dir, "eval", "metrics.jsonl"),
+                          {"step": step, **results})
+        logging.info("eval @ step %d: %s", step, _fmt(results))
+        return {f"eval/{k}": v for k, v in results.items()}
+
+    tokens_per_batch = batch_size * model.tokens_per_example(model.example_batch(1))
+    final: dict[str, float] = {}
+    totals: Metrics | None = None
+    last_log_time, last_log_step = time.perf_counter(), start_step
+    bar = tqdm(total=train_steps, initial=start_step, disable=not (progress_bar and is_chief),
+               desc="train", unit="step", dynamic_ncols=True)
+    step = start_step
+    with _PreemptionFlag() as preemption:
+        for step in range(start_step + 1, train_steps + 1):
+            state, metrics = trainer.train_step(state, train_iter.global_batch())
+            totals = accumulate_metrics(totals, metrics)
+            bar.update(1)
+            if step % log_every == 0 or step == train_steps:
+                summary = trainer.summarize(totals)
+                now = time.perf_counter()
+                steps_per_sec = (step - last_log_step) / max(now - last_log_time, 1e-9)
+                summary["steps_per_sec"] = steps_per_sec
+                summary["tokens_per_sec"] = steps_per_sec * tokens_per_batch
+                summary["learning_rate"] = float(opt.learning_rate(step - 1))
+                train_writer.write_scalars(step, summary)
+                if is_chief:
+                    _append_jsonl(os.path.join(model_dir, "train", "metrics.jsonl"),
+                                  {"step": step, **summary})
+                bar.set_postfix(loss=f"{summary['loss']:.3f}",
+                                tok_s=f"{summary['tokens_per_sec']:.0f}")
+                final.update({f"train/{k}": v for k, v in summary.items()})
+                totals, last_log_time, last_log_step = None, time.perf_counter(), step
+            checkpointer.save(step, state, train_iter)
+            if eval_every and (step % eval_every == 0 or step == train_steps):
+                final.update(run_eval(step))
+            if preemption.requested:
+                logging.warning("SIGTERM: saving a checkpoint at step %d and exiting.", step)
+                checkpointer.save(step, state, train_iter, force=True)
+                break
+    bar.close()
+    if step == train_steps and checkpointer.latest_step() != train_steps:
+        checkpointer.save(train_steps, state, train_iter, force=True)
+    checkpointer.close()
+    train_writer.flush()
+    return final
+
+
+def _global_batches(iterator: DataIterator) -> Iterable[dict]:
+    while True:
+        try:
+            yield iterator.global_batch()
+        except StopIteration:
+            return
+
+
+def _append_jsonl(path: str, record: dict[str, Any]) -> None:
+    """Appends one JSON line (a plain-text copy of the TensorBoard scalars)."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def _fmt(metrics: dict[str, float]) -> str:
+    return ", ".join(f"{k}={v:.4g}" for k, v in sorted(metrics.items()))
