@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: install
 	$(PY) -m pretrain_lm.train \
-	  --gin_file=gin_configs/demo/bert_tiny_shipped.gin \
+	  --gin_file=gin_configs/demo/bert_tiny_austen.gin \
 	  --gin.MODEL_DIR=$(MODEL_DIR) \
 	  --results_json=$(MODEL_DIR)/results.json
 

@@ -44,6 +44,11 @@ class Model(abc.ABC):
         """Sequence positions per example (for tokens/s): the width of ``input_ids``."""
         return int(batch["input_ids"].shape[-1])
 
+    @property
+    def input_vocab_size(self) -> int | None:
+        """Size of the token-id space the model embeds (checked against the task's)."""
+        return None
+
     def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
         """Extra metrics computed from averaged ones (e.g. perplexity from a loss)."""
         return {}

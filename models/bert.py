@@ -202,6 +202,10 @@ class BertPretrainingModel(Model):
     def network(self) -> BertForPreTraining:
         return BertForPreTraining(self.config)
 
+    @property
+    def input_vocab_size(self) -> int:
+        return self.config.vocab_size
+
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
         seq = (batch_size, self.max_seq_length)
         pred = (batch_size, self.max_predictions_per_seq)

@@ -67,21 +67,28 @@ def _path_str(path: tuple) -> str:
                     for k in path)
 
 
-def shape_mismatches(stored: Any, expected: Any) -> list[str]:
-    """Human-readable differences between two trees of arrays / shape metadata."""
-    stored_leaves = {_path_str(p): tuple(getattr(v, "shape", np.shape(v)))
-                     for p, v in jax.tree_util.tree_leaves_with_path(stored)}
-    expected_leaves = {_path_str(p): tuple(getattr(v, "shape", np.shape(v)))
-                       for p, v in jax.tree_util.tree_leaves_with_path(expected)}
+def shape_mismatches(stored: Any, expected: Any, limit: int = 8) -> list[str]:
+    """Human-readable differences between two trees of arrays / shape metadata.
+
+    Returns at most ``limit`` lines of each kind: shape differences, parameters the
+    checkpoint lacks, and parameters the model lacks (with a count of the rest).
+    """
+    def shapes(tree: Any) -> dict[str, tuple[int, ...]]:
+        return {_path_str(p): tuple(getattr(v, "shape", np.shape(v)))
+                for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+    have, want = shapes(stored), shapes(expected)
+    groups = [
+        [f"{n}: checkpoint {have[n]} vs model {want[n]}"
+         for n in sorted(set(have) & set(want)) if have[n] != want[n]],
+        [f"{n}: missing from the checkpoint" for n in sorted(set(want) - set(have))],
+        [f"{n}: in the checkpoint but not in the model" for n in sorted(set(have) - set(want))],
+    ]
     problems = []
-    for name in sorted(set(stored_leaves) | set(expected_leaves)):
-        if name not in stored_leaves:
-            problems.append(f"{name}: missing from the checkpoint")
-        elif name not in expected_leaves:
-            problems.append(f"{name}: in the checkpoint but not in the model")
-        elif stored_leaves[name] != expected_leaves[name]:
-            problems.append(f"{name}: checkpoint {stored_leaves[name]} vs model "
-                            f"{expected_leaves[name]}")
+    for group in groups:
+        problems += group[:limit]
+        if len(group) > limit:
+            problems.append(f"... and {len(group) - limit} more like the above")
     return problems
 
 
@@ -126,15 +133,15 @@ class Checkpointer:
         stored = metadata["state"] if metadata is not None else None
         if stored is None:
             return
+        stored = getattr(stored, "tree", stored)  # orbax TreeMetadata -> plain tree
         stored_params = _get(stored, "params")
         expected_params = _get(abstract_state, "params")
         problems = shape_mismatches(stored_params, expected_params)
         if problems:
-            shown = "\n  ".join(problems[:20])
-            more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+            shown = "\n  ".join(problems)
             raise CheckpointMismatchError(
-                f"The checkpoint at {self.directory / str(step)} does not fit this model "
-                f"({len(problems)} parameters differ):\n  {shown}{more}\n"
+                f"The checkpoint at {self.directory / str(step)} does not fit this model:"
+                f"\n  {shown}\n"
                 "It was written by a model of another size or architecture. Use a fresh "
                 "--gin.MODEL_DIR, or the model gin file the checkpoint was trained with "
                 "(see config.gin in the model dir).")

@@ -54,8 +54,9 @@ class DataIterator:
 
     def __init__(self, config: DataConfig, global_batch_size: int,
                  partitioner: Partitioner) -> None:
-        import tasks  # noqa: PLC0415 (keeps TensorFlow out of jax-only imports)
-        from clu.data import dataset_iterator  # noqa: PLC0415
+        from clu.data import dataset_iterator
+
+        import tasks
 
         num_processes = jax.process_count()
         if global_batch_size % num_processes:
@@ -86,6 +87,13 @@ class DataIterator:
                      config.task, config.split, self.local_batch_size,
                      jax.process_index(), num_processes)
 
+    @property
+    def vocab_size(self) -> int:
+        """Size of the task's input vocabulary."""
+        import tasks
+
+        return tasks.get_vocabulary(self.config.task).vocab_size
+
     def __iter__(self) -> Iterator[dict[str, np.ndarray]]:
         return self
 
@@ -108,6 +116,6 @@ def to_global(local_batch: Mapping[str, np.ndarray], sharding: Any,
     """Assembles every process's ``local_batch`` into global arrays split over ``data``."""
     return {
         name: jax.make_array_from_process_local_data(
-            sharding, value, (global_batch_size,) + value.shape[1:])
+            sharding, value, (global_batch_size, *value.shape[1:]))
         for name, value in local_batch.items()
     }

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import gin
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DEFAULT_SEARCH_PATHS = (".", REPO_ROOT, os.path.join(REPO_ROOT, "gin_configs"))
+DEFAULT_SEARCH_PATHS = (os.path.join(REPO_ROOT, "gin_configs"), ".", REPO_ROOT)
 
 
 class GinConfigError(ValueError):
@@ -59,7 +59,7 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
         gin.add_config_file_search_path(path)
     if not gin_files:
         raise GinConfigError("No --gin_file given; e.g. --gin_file=gin_configs/demo/"
-                             "bert_tiny_shipped.gin (see README).")
+                             "bert_tiny_austen.gin (see README).")
     for f in gin_files:
         if not any(os.path.exists(os.path.join(p, f)) for p in search_paths):
             raise GinConfigError(
@@ -91,16 +91,16 @@ def _explain(error: Exception) -> str:
 
 
 def _parameters_of(selector: str) -> list[str]:
-    import inspect  # noqa: PLC0415
+    import inspect
 
     try:
-        configurable = gin.config._REGISTRY.get_match(selector)  # noqa: SLF001
+        configurable = gin.config._REGISTRY.get_match(selector)
         fn = configurable.wrapped if configurable is not None else None
         if fn is None:
             return []
         target = fn.__init__ if inspect.isclass(fn) else fn
         return [p for p in inspect.signature(target).parameters if p != "self"]
-    except Exception:  # noqa: BLE001 (a hint only; never mask the real error)
+    except Exception:
         return []
 
 

@@ -1,7 +1,7 @@
 r"""Train any model of the codebase from gin files.
 
     python -m pretrain_lm.train \
-      --gin_file=gin_configs/demo/bert_tiny_shipped.gin \
+      --gin_file=gin_configs/demo/bert_tiny_austen.gin \
       --gin.MODEL_DIR=/tmp/bert_tiny --gin.TRAIN_STEPS=2000
 
 Multi-host (every host runs the same command): pass ``--coordinator_address``,
@@ -15,6 +15,7 @@ with the same MODEL_DIR resumes from the latest checkpoint.
 from __future__ import annotations
 
 import json
+import logging as logging_std
 import os
 import sys
 
@@ -37,9 +38,19 @@ _RESULTS_JSON = flags.DEFINE_string(
     "results_json", None, "Optional path to write the final metrics as JSON.")
 
 
+class _QuietLibraries(logging_std.Filter):
+    """Drops library chatter: orbax's INFO lines and gin's per-search-path misses."""
+
+    def filter(self, record: logging_std.LogRecord) -> bool:
+        if "/gin/resource_reader" in record.pathname:
+            return False  # a missing file is reported by gin_utils.parse itself
+        return record.levelno >= logging_std.WARNING or "/orbax/" not in record.pathname
+
+
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    logging.get_absl_handler().addFilter(_QuietLibraries())
     partitioning.initialize_distributed(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     try:
@@ -47,9 +58,9 @@ def main(argv: list[str]) -> None:
     except gin_utils.GinConfigError as e:
         sys.exit(f"error: {e}")
 
-    import jax  # noqa: PLC0415 (after distributed init)
+    import jax
 
-    from pretrain_lm import trainer  # noqa: PLC0415
+    from pretrain_lm import trainer
 
     model_dir = gin_utils.macro("MODEL_DIR")
     if model_dir and jax.process_index() == 0:

@@ -115,7 +115,7 @@ class Trainer:
             grads, metrics = self._grads(state.params, batch, rng)
         else:
             micro = jax.tree.map(
-                lambda x: x.reshape((k, x.shape[0] // k) + x.shape[1:]), batch)
+                lambda x: x.reshape((k, x.shape[0] // k, *x.shape[1:])), batch)
 
             def accumulate(carry: Any, inputs: tuple[int, dict]) -> tuple[Any, None]:
                 i, mb = inputs
@@ -250,6 +250,7 @@ def train(
                  f"{trainer.num_params():,}", dict(partitioner.mesh.shape))
 
     train_iter = DataIterator(train_data, batch_size, partitioner)
+    check_vocab_size(model, train_iter.vocab_size, train_data.task)
     checkpointer = Checkpointer(model_dir, save_every=checkpoint_every, keep=keep_checkpoints)
     latest = checkpointer.latest_step()
     if latest is not None:
@@ -279,6 +280,8 @@ def train(
     last_log_time, last_log_step = time.perf_counter(), start_step
     bar = tqdm(total=train_steps, initial=start_step, disable=not (progress_bar and is_chief),
                desc="train", unit="step", dynamic_ncols=True)
+    if start_step == 0 and eval_every:
+        final.update(run_eval(0))  # the untrained baseline, for learning curves
     step = start_step
     with _PreemptionFlag() as preemption:
         for step in range(start_step + 1, train_steps + 1):
@@ -313,6 +316,21 @@ def train(
     checkpointer.close()
     train_writer.flush()
     return final
+
+
+def check_vocab_size(model: Model, task_vocab_size: int, task: str) -> None:
+    """Refuses a model whose embedding table cannot hold every id of the task."""
+    model_vocab_size = model.input_vocab_size
+    if model_vocab_size is None:
+        return
+    if model_vocab_size < task_vocab_size:
+        raise ValueError(
+            f"The model embeds {model_vocab_size} token ids but task {task!r} has a "
+            f"vocabulary of {task_vocab_size}; set --gin.VOCAB_SIZE={task_vocab_size} "
+            "(or larger, e.g. a multiple of 128).")
+    if model_vocab_size > task_vocab_size:
+        logging.info("Model vocab %d > task vocab %d: %d embedding rows are padding.",
+                     model_vocab_size, task_vocab_size, model_vocab_size - task_vocab_size)
 
 
 def _global_batches(iterator: DataIterator) -> Iterable[dict]:

@@ -70,7 +70,7 @@ def test_pretraining_logits_match_huggingface():
 def test_conversion_rejects_a_checkpoint_of_another_depth():
     state = {k: v.detach().numpy() for k, v in _hf_model().state_dict().items()}
     deeper = bert.BertConfig(**{**SIZES, "num_layers": 4})
-    with pytest.raises(interop.ConversionError, match="no tensor 'bert.encoder.layer.3"):
+    with pytest.raises(interop.ConversionError, match=r"no tensor 'bert\.encoder\.layer\.3"):
         interop.bert_params_from_hf(state, deeper)
     shallower = bert.BertConfig(**{**SIZES, "num_layers": 2})
     with pytest.raises(interop.ConversionError, match="have no place in a 2-layer"):

@@ -1,0 +1,161 @@
+"""Data for pretrain_lm: the one seam between the trainer and TensorFlow/seqio.
+
+    import tasks
+    ds = tasks.get_dataset("bert_pretrain_austen_uncased", split="train",
+                           max_seq_length=128, max_predictions_per_seq=20,
+                           batch_size=32, seed=0, shuffle=True)
+    for batch in ds.as_numpy_iterator(): ...       # dict of fixed-shape numpy arrays
+
+The named tasks of `tasks/registry.py` are registered on first use; register your own
+with `tasks.pretraining.register_text_corpus_task(...)` or `register_bert_tasks(...)`.
+Importing `tasks` is cheap: TensorFlow and seqio load on first use.
+"""
+
+from __future__ import annotations
+
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    import tensorflow as tf
+
+    from tasks.vocab import WordPieceVocabulary
+
+__all__ = ["get_dataset", "get_stats", "get_vocabulary", "preprocessors", "pretraining", "vocab"]
+
+_SUBMODULES = (
+    "corpus", "learn_vocab", "preprocessors", "pretraining", "registry", "sample_text", "vocab"
+)
+
+
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"tasks.{name}")
+    raise AttributeError(f"module 'tasks' has no attribute {name!r}")
+
+
+def _provider(task_or_mixture: str):
+    import seqio
+
+    import tasks.registry  # noqa: F401  (registers the named tasks once)
+
+    try:
+        return seqio.get_mixture_or_task(task_or_mixture)
+    except ValueError:
+        known = sorted(set(seqio.TaskRegistry.names()) | set(seqio.MixtureRegistry.names()))
+        raise ValueError(
+            f"No seqio task or mixture named {task_or_mixture!r} is registered. Register it "
+            "first, e.g. tasks.pretraining.register_text_corpus_task(name, corpus_path, "
+            "vocab) or tasks.pretraining.register_bert_tasks(vocab_file, ...). Registered: "
+            f"{[k for k in known if k.startswith('bert')] or known[:20]}"
+        ) from None
+
+
+def get_vocabulary(task_or_mixture: str) -> WordPieceVocabulary:
+    """The input vocabulary of a registered task or mixture (the model needs vocab_size)."""
+    from tasks import preprocessors as pp
+
+    return _provider(task_or_mixture).output_features[pp.INPUT_IDS].vocabulary
+
+
+def get_stats(task_or_mixture: str) -> dict[str, int]:
+    """Counters of what the pipelines of this task/mixture truncated, skipped or dropped.
+
+    For a mixture, the counters of its tasks are summed; `examples_dropped_by_batching`
+    is recorded under the name passed to `get_dataset`.
+    """
+    import collections
+
+    import seqio
+
+    from tasks import preprocessors as pp
+
+    provider = _provider(task_or_mixture)
+    names = {task_or_mixture}
+    if isinstance(provider, seqio.Mixture):
+        names |= {t.name for t in provider.tasks}
+    total: collections.Counter = collections.Counter()
+    for n in names:
+        total.update(pp.get_stats(n))
+    return dict(total)
+
+
+def get_dataset(
+    task_or_mixture: str,
+    *,
+    split: str,
+    max_seq_length: int,
+    max_predictions_per_seq: int,
+    batch_size: int,
+    seed: int,
+    shuffle: bool,
+    shard_index: int = 0,
+    num_shards: int = 1,
+    num_epochs: int | None = None,
+) -> tf.data.Dataset:
+    """Fixed-shape batches of BERT pretraining examples for this process.
+
+    `batch_size` is the per-process batch. Each batch is a dict: `input_ids`,
+    `input_mask`, `segment_ids` [batch, max_seq_length] int32; `masked_lm_positions`,
+    `masked_lm_ids` [batch, max_predictions_per_seq] int32; `masked_lm_weights`
+    [batch, max_predictions_per_seq] float32; `next_sentence_labels` [batch] int32.
+
+    The same arguments give the same batches. The pipeline supports iterator
+    checkpointing (`clu.data.dataset_iterator.TfDatasetIterator(ds, checkpoint=True)`).
+    With finite `num_epochs` the last partial batch is dropped, logged and counted
+    (`get_stats(...)["examples_dropped_by_batching"]`).
+    """
+    import seqio
+    import tensorflow as tf
+    from absl import logging
+
+    from tasks import preprocessors as pp
+
+    if not 0 <= shard_index < num_shards:
+        raise ValueError(f"shard_index={shard_index} must be in [0, num_shards={num_shards}).")
+    provider = _provider(task_or_mixture)
+    vocab = provider.output_features[pp.INPUT_IDS].vocabulary
+    kwargs = dict(
+        sequence_length=pp.sequence_length(max_seq_length, max_predictions_per_seq),
+        split=split,
+        use_cached=False,
+        shuffle=shuffle,
+        seed=seed,
+        shard_info=seqio.ShardInfo(shard_index, num_shards) if num_shards > 1 else None,
+        num_epochs=num_epochs,
+        try_in_mem_cache=False,
+    )
+    if isinstance(provider, seqio.Mixture):
+        kwargs["log_mixing_proportions"] = False
+    ds = provider.get_dataset(**kwargs)
+    converter = pp.BertPretrainingFeatureConverter(pad_id=vocab.pad_id)
+    ds = converter(ds, pp.task_feature_lengths(max_seq_length, max_predictions_per_seq))
+
+    def report_dropped(n):
+        n = int(n)
+        pp.STATS.add(task_or_mixture, {"examples_dropped_by_batching": n})
+        logging.warning(
+            "%s/%s: dropped the last %d example(s) of the epoch (partial batch of %d).",
+            task_or_mixture, split, n, batch_size,
+        )
+        return False
+
+    def full_batch(batch):
+        n = tf.shape(batch[pp.INPUT_IDS])[0]
+        return tf.cond(
+            n == batch_size,
+            lambda: tf.constant(True),
+            lambda: tf.numpy_function(report_dropped, [n], tf.bool, stateful=False),
+        )
+
+    ds = ds.batch(batch_size, drop_remainder=False).filter(full_batch)
+    ds = ds.map(
+        lambda b: {k: tf.ensure_shape(v, [batch_size, *v.shape[1:]]) for k, v in b.items()}
+    )
+    options = tf.data.Options()
+    options.deterministic = True
+    # The numpy functions are pure apart from counting; iterator checkpoints stay exact.
+    options.experimental_external_state_policy = (
+        tf.data.experimental.ExternalStatePolicy.IGNORE
+    )
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

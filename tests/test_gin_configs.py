@@ -1,0 +1,101 @@
+"""Every shipped gin file parses, and the BERT sizes have the parameters the papers state.
+
+Parameter counts are taken from the abstract shapes (`jax.eval_shape`, nothing allocated)
+and compared with a count by hand from the architecture, and with the published sizes
+(BERT-Base 110M, BERT-Large 340M; the small models of Turc et al. 2019 with BERT's
+30,522-token vocabulary).
+"""
+
+from __future__ import annotations
+
+import glob
+import math
+import os
+
+import gin
+import jax
+import numpy as np
+import pytest
+
+from pretrain_lm import gin_utils
+
+REQUIRED = ["MIXTURE_OR_TASK_NAME = 'bert_pretrain_austen_uncased'", "MODEL_DIR = '/tmp/x'",
+            "TRAIN_STEPS = 10"]
+# name: (L, H, published parameter count in millions)
+SIZES = {"tiny": (2, 128, 4.4), "mini": (4, 256, 11.3), "small": (4, 512, 29.1),
+         "medium": (8, 512, 41.7), "base": (12, 768, 110.0), "large": (24, 1024, 340.0)}
+
+
+@pytest.fixture(autouse=True)
+def _clear_gin():
+    gin.clear_config()
+    yield
+    gin.clear_config()
+
+
+def gin_files(repo_root: str, folder: str) -> list[str]:
+    paths = sorted(glob.glob(os.path.join(repo_root, "gin_configs", folder, "*.gin")))
+    assert paths, folder
+    return [os.path.relpath(p, os.path.join(repo_root, "gin_configs")) for p in paths]
+
+
+def hand_count(layers: int, hidden: int, vocab: int = 30522, positions: int = 512) -> int:
+    ffn = 4 * hidden
+    embeddings = (vocab + positions + 2) * hidden + 2 * hidden
+    attention = 4 * (hidden * hidden + hidden) + 2 * hidden
+    feed_forward = hidden * ffn + ffn + ffn * hidden + hidden + 2 * hidden
+    pooler = hidden * hidden + hidden
+    mlm_head = hidden * hidden + hidden + 2 * hidden + vocab  # transform, LN, output bias
+    nsp_head = 2 * hidden + 2
+    return embeddings + layers * (attention + feed_forward) + pooler + mlm_head + nsp_head
+
+
+@pytest.mark.parametrize("size", sorted(SIZES))
+def test_bert_size_has_the_published_parameter_count(size):
+    from models import bert
+
+    gin_utils.parse(["runs/pretrain.gin", f"models/bert/{size}.gin", "mesh/cpu.gin"], REQUIRED)
+    model = gin.get_configurable(bert.BertPretrainingModel)()
+    layers, hidden, published_millions = SIZES[size]
+    assert (model.config.num_layers, model.config.hidden_size) == (layers, hidden)
+    assert model.config.intermediate_size == 4 * hidden
+    assert model.config.hidden_size % model.config.num_heads == 0
+
+    shapes = jax.eval_shape(model.init, jax.random.key(0), model.example_batch(2))
+    count = sum(math.prod(x.shape) for x in jax.tree.leaves(shapes))
+    assert count == hand_count(layers, hidden)
+    assert count / 1e6 == pytest.approx(published_millions, rel=0.03)
+
+
+@pytest.mark.parametrize("mesh", ["mesh/cpu.gin", "mesh/cpu_4x2.gin", "mesh/tpu_4x4.gin",
+                                  "mesh/tpu_8x8.gin"])
+def test_mesh_files_parse(mesh, repo_root):
+    assert mesh in gin_files(repo_root, "mesh")
+    from pretrain_lm import partitioning
+
+    gin_utils.parse(["runs/pretrain.gin", "models/bert/tiny.gin", mesh], REQUIRED)
+    data = gin.query_parameter("partitioning.Partitioner.data")
+    model = gin.query_parameter("partitioning.Partitioner.model")
+    assert data == -1 or data > 0
+    assert model >= 1
+    assert gin.query_parameter("partitioning.Partitioner.rules") in partitioning.RULE_PRESETS
+
+
+def test_every_demo_and_run_file_configures_a_complete_training_job(repo_root):
+    """The demo files bind every REQUIRED macro themselves; runs need only the three."""
+    from pretrain_lm import trainer
+
+    for path in gin_files(repo_root, "demo"):
+        gin.clear_config()
+        gin_utils.parse([path], [])
+        for name in ("MIXTURE_OR_TASK_NAME", "TRAIN_STEPS", "VOCAB_SIZE"):
+            assert gin_utils.macro(name) is not None, (path, name)
+        train = gin.get_configurable(trainer.train)
+        bound = gin.get_bindings(train)
+        assert {"model", "train_data", "eval_data", "optimizer", "partitioner"} <= set(bound)
+    demo_vocab = gin_utils.macro("VOCAB_SIZE")
+    import tasks
+
+    task_vocab = tasks.get_vocabulary(gin_utils.macro("MIXTURE_OR_TASK_NAME")).vocab_size
+    assert demo_vocab == task_vocab
+    np.testing.assert_equal(gin_utils.macro("MAX_SEQ_LENGTH"), 128)
