@@ -22,6 +22,7 @@ demo: install
 	  --gin_file=gin_configs/demo/bert_tiny_austen.gin \
 	  --gin.MODEL_DIR=$(MODEL_DIR) \
 	  --results_json=$(MODEL_DIR)/results.json
+	$(PY) -m pretrain_lm.plots --model_dir=$(MODEL_DIR)
 
 test: install
 	$(PY) -m pytest -q tests

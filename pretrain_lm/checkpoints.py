@@ -97,11 +97,14 @@ class Checkpointer:
 
     def __init__(self, model_dir: str, *, save_every: int, keep: int | None,
                  async_save: bool = True) -> None:
+        if "://" not in model_dir:  # orbax needs absolute local paths (gs:// etc. as given)
+            model_dir = os.path.abspath(model_dir)
         self.directory = epath.Path(model_dir) / "checkpoints"
+        self.save_every = save_every
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
-                save_interval_steps=save_every,
+                save_interval_steps=1,  # the interval is applied in `save`
                 max_to_keep=keep,
                 create=True,
                 enable_async_checkpointing=async_save,
@@ -113,6 +116,9 @@ class Checkpointer:
 
     def save(self, step: int, state: Any, data_iterator: Any | None, *,
              force: bool = False) -> bool:
+        """Saves at multiples of ``save_every`` (any step with ``force``); True if saved."""
+        if not force and step % self.save_every:
+            return False
         items = {"state": ocp.args.StandardSave(state)}
         if data_iterator is not None:
             items["data"] = DataIteratorSave(data_iterator)

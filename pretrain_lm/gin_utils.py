@@ -52,9 +52,33 @@ def _as_gin_value(value: str) -> str:
         return repr(stripped)
 
 
+def _guard_package_reader() -> None:
+    """Keeps gin's package-resource reader from crashing on namespace packages.
+
+    For ``include 'runs/pretrain.gin'`` gin also asks whether ``runs`` is an importable
+    package; a plain ``runs/`` folder in the working directory (e.g. model dirs) is a
+    namespace package without a file, and gin 0.5 then raises a TypeError instead of
+    trying the next search path. Such a path simply does not exist for that reader.
+    """
+    from gin import config as gin_config
+    from gin import resource_reader
+
+    def exists(path: str) -> bool:
+        try:
+            return resource_reader.system_path_file_exists(path)
+        except TypeError:
+            return False
+
+    gin_config._FILE_READERS[:] = [
+        (reader, exists if check is resource_reader.system_path_file_exists else check)
+        for reader, check in gin_config._FILE_READERS
+    ]
+
+
 def parse(gin_files: Sequence[str], bindings: Sequence[str],
           search_paths: Sequence[str] = DEFAULT_SEARCH_PATHS) -> None:
     """Parses gin files and bindings, turning gin's errors into one clear message."""
+    _guard_package_reader()
     for path in search_paths:
         gin.add_config_file_search_path(path)
     if not gin_files:

@@ -80,6 +80,17 @@ def get_stats(task_or_mixture: str) -> dict[str, int]:
     return dict(total)
 
 
+def _hide_accelerators_from_tensorflow() -> None:
+    """The input pipeline runs on the host; TF must not take GPU memory from JAX."""
+    import contextlib
+
+    import tensorflow as tf
+
+    # RuntimeError: TF already initialised its devices; nothing can change now.
+    with contextlib.suppress(RuntimeError):
+        tf.config.set_visible_devices([], "GPU")
+
+
 def get_dataset(
     task_or_mixture: str,
     *,
@@ -111,6 +122,7 @@ def get_dataset(
 
     from tasks import preprocessors as pp
 
+    _hide_accelerators_from_tensorflow()
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index={shard_index} must be in [0, num_shards={num_shards}).")
     provider = _provider(task_or_mixture)

@@ -75,13 +75,17 @@ def test_checkpoint_of_another_model_size_names_the_parameters(tmp_path):
     checkpointer.close()
 
 
-def test_checkpoint_round_trip_restores_the_same_values(tmp_path):
+def test_checkpoint_round_trip_restores_the_same_values(tmp_path, monkeypatch):
     trainer = _tiny_trainer(hidden=16, layers=1)
     state = trainer.init_state()
-    checkpointer = Checkpointer(str(tmp_path), save_every=1, keep=1, async_save=False)
-    checkpointer.save(1, state, None, force=True)
+    monkeypatch.chdir(tmp_path)  # a relative model dir, as users type it
+    checkpointer = Checkpointer("runs/relative", save_every=2, keep=1)
+    assert not checkpointer.save(1, state, None)  # not a multiple of save_every
+    assert checkpointer.save(2, state, None)
     checkpointer.wait()
-    restored = checkpointer.restore(1, trainer.abstract_state, None)
+    assert checkpointer.latest_step() == 2
+    assert (tmp_path / "runs" / "relative" / "checkpoints" / "2").is_dir()
+    restored = checkpointer.restore(2, trainer.abstract_state, None)
     for a, b in zip(np.asarray(state.params["bert"]["pooler"]["kernel"]),
                     np.asarray(restored.params["bert"]["pooler"]["kernel"]), strict=False):
         np.testing.assert_array_equal(a, b)
@@ -150,3 +154,11 @@ def test_model_vocabulary_smaller_than_the_task_s_is_refused():
     with pytest.raises(ValueError, match=r"set --gin.VOCAB_SIZE=7433"):
         check_vocab_size(model, 7433, "bert_pretrain_austen_uncased")
     check_vocab_size(model, 1000, "t")  # equal is fine
+
+
+def test_gin_includes_work_next_to_a_runs_folder(tmp_path, monkeypatch, repo_root):
+    """A `runs/` output folder in the working directory must not break gin includes."""
+    (tmp_path / "runs" / "old_run").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    gin_utils.parse(["demo/bert_tiny_austen.gin"], [])
+    assert gin_utils.macro("MIXTURE_OR_TASK_NAME") == "bert_pretrain_austen_uncased"

@@ -1,9 +1,10 @@
-"""Resume after a hard kill continues exactly (checkpointed params, optimizer, data position).
+"""Resume after a kill continues exactly (checkpointed params, optimizer, data position).
 
-Three real `python -m pretrain_lm.train` processes from the demo gin file (shrunk):
-an uninterrupted run of N steps; a run SIGKILLed right after step k's checkpoint is on
-disk; and a relaunch in the same model dir. The relaunch must start at k+1 and log, step
-for step, the losses of the uninterrupted run.
+Real `python -m pretrain_lm.train` processes from the demo gin file (shrunk): an
+uninterrupted run of N steps; a run stopped at step k, either SIGKILLed right after step
+k's periodic checkpoint is on disk or sent SIGTERM (preemption) at a step that has no
+periodic checkpoint, so it must save one itself; and a relaunch in the same model dir. The
+relaunch must start at k+1 and log, step for step, the losses of the uninterrupted run.
 """
 
 from __future__ import annotations
@@ -16,23 +17,26 @@ import sys
 
 import pytest
 
-STEPS, KILL_AFTER = 6, 4
+STEPS = 6
 
-# Runs the real entry point with Checkpointer.save patched to SIGKILL the process once
-# step KILL_AFTER_STEP is safely on disk (no test hooks in the production code).
+# Runs the real entry point with Checkpointer.save (called after every step) patched to
+# signal the process at step STOP_AT_STEP (no test hooks in the production code). SIGKILL
+# waits until the step's checkpoint is on disk; SIGTERM is sent at once.
 KILLING_LAUNCHER = """
 import os, signal, sys
 from absl import app
 from pretrain_lm import checkpoints, gin_utils, train
 
-kill_after = int(os.environ["KILL_AFTER_STEP"])
+stop_at, how = int(os.environ["STOP_AT_STEP"]), os.environ["STOP_SIGNAL"]
 save = checkpoints.Checkpointer.save
 
 def save_then_die(self, step, *args, **kwargs):
     saved = save(self, step, *args, **kwargs)
-    if step == kill_after:
+    if step == stop_at and how == "SIGKILL":
         self.wait()
         os.kill(os.getpid(), signal.SIGKILL)
+    if step == stop_at and how == "SIGTERM":
+        os.kill(os.getpid(), signal.SIGTERM)
     return saved
 
 checkpoints.Checkpointer.save = save_then_die
@@ -68,26 +72,34 @@ def losses(model_dir: str) -> dict[int, float]:
     return {r["step"]: r["loss"] for r in records}
 
 
-def test_sigkill_then_resume_matches_uninterrupted_run(repo_root, tmp_path):
-    reference_dir, resumed_dir = str(tmp_path / "reference"), str(tmp_path / "resumed")
-    train = ["-m", "pretrain_lm.train"]
-
-    done = run(repo_root, reference_dir, train)
+@pytest.fixture(scope="module")
+def reference_losses(repo_root, tmp_path_factory) -> dict[int, float]:
+    model_dir = str(tmp_path_factory.mktemp("reference"))
+    done = run(repo_root, model_dir, ["-m", "pretrain_lm.train"])
     assert done.returncode == 0, done.stderr[-3000:]
+    return losses(model_dir)
 
-    killed = run(repo_root, resumed_dir, ["-c", KILLING_LAUNCHER],
-                 KILL_AFTER_STEP=str(KILL_AFTER))
-    assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    assert sorted(losses(resumed_dir)) == list(range(1, KILL_AFTER + 1))
 
-    resumed = run(repo_root, resumed_dir, train)
+@pytest.mark.parametrize("how, stop_at, returncode", [
+    ("SIGKILL", 4, -signal.SIGKILL),  # right after the periodic checkpoint of step 4
+    ("SIGTERM", 3, 0),                # no periodic checkpoint at 3: the trainer saves one
+])
+def test_stopped_run_resumes_exactly(repo_root, tmp_path, reference_losses, how, stop_at,
+                                     returncode):
+    model_dir = str(tmp_path / "resumed")
+    stopped = run(repo_root, model_dir, ["-c", KILLING_LAUNCHER],
+                  STOP_AT_STEP=str(stop_at), STOP_SIGNAL=how)
+    assert stopped.returncode == returncode, stopped.stderr[-3000:]
+    assert sorted(losses(model_dir)) == list(range(1, stop_at + 1))
+    if how == "SIGTERM":
+        assert f"SIGTERM: saving a checkpoint at step {stop_at}" in stopped.stderr
+
+    resumed = run(repo_root, model_dir, ["-m", "pretrain_lm.train"])
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert f"Resuming from step {KILL_AFTER}" in resumed.stderr
+    assert f"Resuming from step {stop_at}" in resumed.stderr
 
-    want, got = losses(reference_dir), losses(resumed_dir)
+    want, got = reference_losses, losses(model_dir)
     assert sorted(got) == list(range(1, STEPS + 1))
-    for step in range(KILL_AFTER + 1, STEPS + 1):
+    for step in range(1, STEPS + 1):
         assert got[step] == pytest.approx(want[step], rel=1e-6, abs=1e-6), step
-    # The steps before the kill match too (same seeds), and the loss really moves.
-    assert got[1] == pytest.approx(want[1], rel=1e-6)
-    assert len({round(v, 6) for v in want.values()}) == STEPS
+    assert len({round(v, 6) for v in want.values()}) == STEPS  # the loss really moves

@@ -65,3 +65,17 @@ def test_sharded_training_matches_single_device():
     assert mu.sharding.spec == P(None, "model")
     for a, b in zip(jax.tree.leaves(single_state.params), jax.tree.leaves(params), strict=False):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("data, model, rules", [(8, 1, "default"), (2, 4, "fsdp")])
+def test_other_meshes_match_single_device(data, model, rules):
+    """Pure data parallelism, and FSDP (params over `data`) with 4-way tensor parallelism."""
+    if jax.device_count() < 8:
+        pytest.skip("needs 8 (simulated) devices; see tests/conftest.py")
+    single_losses, _ = _run(Partitioner(data=1, model=1, num_devices=1))
+    mesh_losses, mesh_state = _run(Partitioner(data=data, model=model, rules=rules))
+    np.testing.assert_allclose(mesh_losses, single_losses, rtol=1e-5, atol=1e-5)
+    ffn = mesh_state.params["bert"]["layer_0"]["mlp"]["intermediate"]["kernel"]
+    assert len({s.device for s in ffn.addressable_shards}) == 8
+    if rules == "fsdp":
+        assert "data" in jax.tree.leaves(tuple(ffn.sharding.spec))
