@@ -126,8 +126,34 @@ class Partitioner:
         return nn.logical_to_mesh_sharding(logical_specs, self.mesh, self.rules)
 
     def shardings_of_boxed(self, boxed_tree: Any) -> Any:
-        """Shardings for a tree whose leaves may be ``nn.Partitioned`` boxes."""
-        return self.logical_to_sharding(nn.get_partition_spec(boxed_tree))
+        """Shardings for a tree of (abstract) arrays in ``nn.Partitioned`` boxes.
+
+        A dimension that the mesh axes of its rule do not divide evenly (e.g. the two
+        token-type embeddings over a 4-way ``model`` axis) is replicated instead, and
+        logged, rather than failing the whole run.
+        """
+        shardings = self.logical_to_sharding(nn.get_partition_spec(boxed_tree))
+        shapes = jax.tree.map(
+            lambda x: x.unbox(apply_constraint=False) if isinstance(x, nn.Partitioned) else x,
+            boxed_tree, is_leaf=lambda x: isinstance(x, nn.Partitioned))
+        replicated: list[str] = []
+
+        def fit(path: tuple, sharding: NamedSharding, array: Any) -> NamedSharding:
+            spec = list(sharding.spec) + [None] * (array.ndim - len(sharding.spec))
+            fitted = []
+            for dim, axes in zip(array.shape, spec, strict=True):
+                names = axes if isinstance(axes, tuple) else (axes,) if axes else ()
+                ways = int(np.prod([self.mesh.shape[a] for a in names]))
+                fitted.append(axes if dim % ways == 0 else None)
+                if dim % ways:
+                    replicated.append(f"{jax.tree_util.keystr(path)}{array.shape}")
+            return NamedSharding(self.mesh, PartitionSpec(*fitted))
+
+        fitted = jax.tree_util.tree_map_with_path(fit, shardings, shapes)
+        if replicated:
+            logging.info("Replicated (mesh axis does not divide the dimension): %s",
+                         ", ".join(replicated))
+        return fitted
 
     def batch_sharding(self, ndim: int = 2) -> NamedSharding:
         """Batch arrays are split over ``data`` on their leading axis."""

@@ -31,16 +31,18 @@ def _batches(model: bert.BertPretrainingModel, n: int, batch_size: int = 8):
         yield b
 
 
-def _run(partitioner: Partitioner, steps: int = 3):
-    model = bert.BertPretrainingModel(CONFIG, max_seq_length=16, max_predictions_per_seq=4)
+def _run(partitioner: Partitioner, steps: int = 3, config: bert.BertConfig = CONFIG,
+         num_microbatches: int = 1):
+    model = bert.BertPretrainingModel(config, max_seq_length=16, max_predictions_per_seq=4)
     opt = optimizers.adamw(1e-3, warmup_steps=1, total_steps=steps)
-    trainer = Trainer(model, opt.tx, partitioner, seed=0)
+    trainer = Trainer(model, opt.tx, partitioner, seed=0, num_microbatches=num_microbatches)
     state = trainer.init_state()
     losses = []
     for batch in _batches(model, steps):
         state, metrics = trainer.train_step(
             state, to_global(batch, partitioner.batch_sharding(), 8))
-        losses.append(float(metrics["loss"][0]))
+        total, count = metrics["loss"]
+        losses.append(float(total) / float(count))
     return losses, state
 
 
@@ -79,3 +81,14 @@ def test_other_meshes_match_single_device(data, model, rules):
     assert len({s.device for s in ffn.addressable_shards}) == 8
     if rules == "fsdp":
         assert "data" in jax.tree.leaves(tuple(ffn.sharding.spec))
+
+
+def test_gradient_accumulation_matches_the_full_batch():
+    """Two microbatches of 4 = one batch of 8 (no dropout; equal masked counts)."""
+    import dataclasses
+
+    config = dataclasses.replace(CONFIG, hidden_dropout_rate=0.0, attention_dropout_rate=0.0)
+    one = Partitioner(data=1, model=1, num_devices=1)
+    full, _ = _run(one, config=config)
+    accumulated, _ = _run(one, config=config, num_microbatches=2)
+    np.testing.assert_allclose(accumulated, full, rtol=1e-5, atol=1e-6)
