@@ -1,0 +1,1 @@
+"""Pure Flax networks and the objective wrappers the trainer trains."""

@@ -1,0 +1,1 @@
+"""The framework: one trainer, partitioning, data seam, checkpoints, gin entry points."""

@@ -124,7 +124,7 @@ def _parameters_of(selector: str) -> list[str]:
             return []
         target = fn.__init__ if inspect.isclass(fn) else fn
         return [p for p in inspect.signature(target).parameters if p != "self"]
-    except Exception:
+    except Exception:  # a hint only; never mask the real error
         return []
 
 
