@@ -4,7 +4,7 @@ A checkpoint step directory holds two items:
 
 * ``state`` -- the train state (step, params, optimizer state), sharded arrays
   written by every process as orbax requires;
-* ``data`` -- each process's input-iterator position (one file per process), so
+* ``data`` -- the input-iterator position of every input shard, so
   that a resumed run reads exactly the batches the interrupted one would have.
 
 Before restoring, the stored shapes are compared with the model's; a checkpoint
@@ -29,24 +29,17 @@ class CheckpointMismatchError(ValueError):
 
 
 class DataIteratorHandler(ocp.CheckpointHandler):
-    """Saves/restores a per-process data iterator (anything with ``save``/``restore``)."""
+    """Saves/restores the input position (anything with ``save``/``restore(directory)``).
 
-    @staticmethod
-    def _path(directory: epath.Path) -> str:
-        return os.fspath(directory / f"process_{jax.process_index()}-of-{jax.process_count()}")
+    Every process writes the files of its own input shards into the same directory.
+    """
 
     def save(self, directory: epath.Path, args: DataIteratorSave) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        args.iterator.save(self._path(directory))
+        args.iterator.save(os.fspath(directory))
 
     def restore(self, directory: epath.Path, args: DataIteratorRestore) -> Any:
-        path = self._path(directory)
-        if not any(p.name.startswith(os.path.basename(path)) for p in directory.iterdir()):
-            raise FileNotFoundError(
-                f"No data-iterator state for process {jax.process_index()} of "
-                f"{jax.process_count()} in {directory}: the checkpoint was written by a run "
-                "with a different number of processes. Resume with the same process count.")
-        args.iterator.restore(path)
+        args.iterator.restore(os.fspath(directory))
         return args.iterator
 
 

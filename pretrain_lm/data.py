@@ -1,10 +1,13 @@
 """Input pipeline seam: a seqio task -> this process's shard -> global ``jax.Array``s.
 
-Each process reads only its own shard of every global batch
-(``shard_index=jax.process_index()``) and the shards are assembled into global
-arrays with ``jax.make_array_from_process_local_data``, so the same code runs on
-one host or many. The per-process iterator is checkpointable (tf.data iterator
-state), which is what makes a resumed run continue exactly.
+The stream is split into ``num_shards`` disjoint input shards (default: one per
+process); each process reads only its own shards (``shard_index`` of seqio), and
+the per-process rows are assembled into global arrays with
+``jax.make_array_from_process_local_data``, so the same code runs on one host or
+many. Row block ``i`` of every global batch comes from shard ``i``, whichever process
+reads it: with ``num_shards`` fixed, one process and N processes see identical global
+batches. Every shard's iterator is checkpointable (tf.data iterator state), which is
+what makes a resumed run continue exactly.
 
 TensorFlow is imported only here and in ``tasks/``; the trainer sees numpy/jax.
 """
@@ -12,6 +15,7 @@ TensorFlow is imported only here and in ``tasks/``; the trainer sees numpy/jax.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -34,6 +38,10 @@ class DataConfig:
       seed: data seed (shuffling, pair creation, masking).
       shuffle: shuffle the stream (off for evaluation).
       num_epochs: None repeats forever (training); 1 for a single pass (evaluation).
+      num_shards: disjoint input shards the stream is split into; a multiple of the
+        process count, each process reading ``num_shards / process_count`` of them.
+        None: one per process. Fix it to make the global batches (and the iterator
+        checkpoints) independent of the number of hosts.
     """
 
     task: str
@@ -43,13 +51,15 @@ class DataConfig:
     seed: int = 0
     shuffle: bool = True
     num_epochs: int | None = None
+    num_shards: int | None = None
 
 
 class DataIterator:
     """This process's checkpointable iterator of numpy batches.
 
-    ``save(path)`` / ``restore(path)`` write and read the tf.data iterator state;
-    ``global_batch()`` returns the next batch as global arrays sharded over ``data``.
+    ``save(directory)`` / ``restore(directory)`` write and read the tf.data iterator
+    state of each shard this process reads; ``global_batch()`` returns the next batch
+    as global arrays sharded over ``data``.
     """
 
     def __init__(self, config: DataConfig, global_batch_size: int,
@@ -58,34 +68,42 @@ class DataIterator:
 
         import tasks
 
-        num_processes = jax.process_count()
-        if global_batch_size % num_processes:
+        num_processes, process = jax.process_count(), jax.process_index()
+        num_shards = config.num_shards or num_processes
+        if num_shards % num_processes:
             raise ValueError(
-                f"Global batch size {global_batch_size} is not divisible by the "
+                f"DataConfig.num_shards={num_shards} is not a multiple of the "
                 f"{num_processes} processes; choose a multiple of {num_processes}.")
-        if global_batch_size % partitioner.data_size:
-            raise ValueError(
-                f"Global batch size {global_batch_size} is not divisible by the 'data' mesh "
-                f"axis ({partitioner.data_size}); choose a multiple of it.")
+        for what, size in (("input shards", num_shards),
+                           ("'data' mesh axis", partitioner.data_size)):
+            if global_batch_size % size:
+                raise ValueError(
+                    f"Global batch size {global_batch_size} is not divisible by the {what} "
+                    f"({size}); choose a multiple of {size}.")
         self.config = config
         self.global_batch_size = global_batch_size
+        self.num_shards = num_shards
         self.local_batch_size = global_batch_size // num_processes
-        self._sharding = partitioner.batch_sharding()
-        dataset = tasks.get_dataset(
-            config.task,
-            split=config.split,
-            batch_size=self.local_batch_size,
-            seed=config.seed,
-            shuffle=config.shuffle,
-            shard_index=jax.process_index(),
-            num_shards=num_processes,
-            num_epochs=config.num_epochs,
-            **dict(config.feature_lengths),
-        )
-        self._iterator = dataset_iterator.TfDatasetIterator(dataset, checkpoint=True)
-        logging.info("Data: task=%s split=%s local batch=%d (process %d of %d)",
-                     config.task, config.split, self.local_batch_size,
-                     jax.process_index(), num_processes)
+        per_process = num_shards // num_processes
+        self.shards = list(range(process * per_process, (process + 1) * per_process))
+        self.sharding = partitioner.batch_sharding()
+        self._iterators = [
+            dataset_iterator.TfDatasetIterator(tasks.get_dataset(
+                config.task,
+                split=config.split,
+                batch_size=global_batch_size // num_shards,
+                seed=config.seed,
+                shuffle=config.shuffle,
+                shard_index=shard,
+                num_shards=num_shards,
+                num_epochs=config.num_epochs,
+                **dict(config.feature_lengths),
+            ), checkpoint=True)
+            for shard in self.shards
+        ]
+        logging.info("Data: task=%s split=%s local batch=%d from input shards %s of %d "
+                     "(process %d of %d)", config.task, config.split, self.local_batch_size,
+                     self.shards, num_shards, process, num_processes)
 
     @property
     def vocab_size(self) -> int:
@@ -98,17 +116,44 @@ class DataIterator:
         return self
 
     def __next__(self) -> dict[str, np.ndarray]:
-        return {k: np.asarray(v) for k, v in next(self._iterator).items()}
+        parts = []
+        for shard, iterator in zip(self.shards, self._iterators, strict=True):
+            try:
+                parts.append(next(iterator))
+            except StopIteration:
+                if len(self._iterators) > 1:
+                    logging.warning("Input shard %d of %d of %s/%s ended: the split ends "
+                                    "here, other shards' remaining batches go unused.",
+                                    shard, self.num_shards, self.config.task,
+                                    self.config.split)
+                raise
+        return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
 
     def global_batch(self) -> dict[str, jax.Array]:
         """Next batch as global arrays (raises StopIteration at the end of the data)."""
-        return to_global(next(self), self._sharding, self.global_batch_size)
+        return to_global(next(self), self.sharding, self.global_batch_size)
 
-    def save(self, path: str) -> None:
-        self._iterator.save(path)
+    def _shard_path(self, directory: str, shard: int) -> str:
+        return os.path.join(directory, f"shard_{shard}-of-{self.num_shards}")
 
-    def restore(self, path: str) -> None:
-        self._iterator.restore(path)
+    def save(self, directory: str) -> None:
+        """Writes the position of each of this process's shards under ``directory``."""
+        for shard, iterator in zip(self.shards, self._iterators, strict=True):
+            iterator.save(self._shard_path(directory, shard))
+
+    def restore(self, directory: str) -> None:
+        """Restores the positions written by ``save`` (by any number of processes)."""
+        for shard, iterator in zip(self.shards, self._iterators, strict=True):
+            path = self._shard_path(directory, shard)
+            if not any(name.startswith(os.path.basename(path))
+                       for name in os.listdir(directory)):
+                stored = sorted({n.split(".")[0] for n in os.listdir(directory)})
+                raise FileNotFoundError(
+                    f"No data-iterator state for input shard {shard} of {self.num_shards} "
+                    f"in {directory} (it holds {stored}). The checkpoint was written with "
+                    "another number of input shards: resume with the same "
+                    "--gin.train/DataConfig.num_shards (default: the process count).")
+            iterator.restore(path)
 
 
 def to_global(local_batch: Mapping[str, np.ndarray], sharding: Any,

@@ -107,9 +107,14 @@ class Partitioner:
                 f"Mesh data={self.data} x model={self.model} does not use the {n} devices "
                 f"present; set --gin.Partitioner.data / .model so that data*model == {n} "
                 "(data=-1 takes the rest).")
-        self.mesh = Mesh(
-            np.asarray(devices).reshape(data, self.model), MESH_AXES,
-            axis_types=(AxisType.Auto,) * len(MESH_AXES))
+        if devices[0].platform == "tpu":  # follow the physical torus (ICI neighbours)
+            from jax.experimental import mesh_utils
+
+            grid = mesh_utils.create_device_mesh(
+                (data, self.model), devices, allow_split_physical_axes=True)
+        else:  # process-major order: each process's devices are neighbours on `data`
+            grid = np.asarray(devices).reshape(data, self.model)
+        self.mesh = Mesh(grid, MESH_AXES, axis_types=(AxisType.Auto,) * len(MESH_AXES))
         if isinstance(self.rules, str):
             if self.rules not in RULE_PRESETS:
                 raise ValueError(f"Unknown partitioning rules {self.rules!r}; use one of "

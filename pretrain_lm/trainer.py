@@ -37,7 +37,7 @@ from tqdm import tqdm
 from models.base import Metrics, Model
 from pretrain_lm import optimizers
 from pretrain_lm.checkpoints import Checkpointer
-from pretrain_lm.data import DataConfig, DataIterator
+from pretrain_lm.data import DataConfig, DataIterator, to_global
 from pretrain_lm.partitioning import Partitioner
 
 
@@ -334,11 +334,33 @@ def check_vocab_size(model: Model, task_vocab_size: int, task: str) -> None:
 
 
 def _global_batches(iterator: DataIterator) -> Iterable[dict]:
+    """Global batches until the data ends on ANY process.
+
+    With several processes each reads its own shards of a finite split, which may end
+    one batch apart; all must stop at the same step (a collective waits for every
+    process), so they agree on "one more batch?" first. A process's unused batches are
+    logged, never silently dropped.
+    """
+    multi_process = jax.process_count() > 1
     while True:
         try:
-            yield iterator.global_batch()
+            local = next(iterator)
         except StopIteration:
+            local = None
+        if multi_process:
+            from jax.experimental import multihost_utils
+
+            have = multihost_utils.process_allgather(np.asarray(local is not None))
+            if not np.all(have):
+                if local is not None:
+                    logging.warning(
+                        "Evaluation stops where another process's input shards ended; "
+                        "this process's remaining batches (%d examples each) go unused.",
+                        iterator.local_batch_size)
+                return
+        if local is None:
             return
+        yield to_global(local, iterator.sharding, iterator.global_batch_size)
 
 
 def _append_jsonl(path: str, record: dict[str, Any]) -> None:

@@ -9,39 +9,14 @@ relaunch must start at k+1 and log, step for step, the losses of the uninterrupt
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
 
 import pytest
+from launch import STOPPING_LAUNCHER, device_env, read_metrics
 
 STEPS = 6
-
-# Runs the real entry point with Checkpointer.save (called after every step) patched to
-# signal the process at step STOP_AT_STEP (no test hooks in the production code). SIGKILL
-# waits until the step's checkpoint is on disk; SIGTERM is sent at once.
-KILLING_LAUNCHER = """
-import os, signal, sys
-from absl import app
-from pretrain_lm import checkpoints, gin_utils, train
-
-stop_at, how = int(os.environ["STOP_AT_STEP"]), os.environ["STOP_SIGNAL"]
-save = checkpoints.Checkpointer.save
-
-def save_then_die(self, step, *args, **kwargs):
-    saved = save(self, step, *args, **kwargs)
-    if step == stop_at and how == "SIGKILL":
-        self.wait()
-        os.kill(os.getpid(), signal.SIGKILL)
-    if step == stop_at and how == "SIGTERM":
-        os.kill(os.getpid(), signal.SIGTERM)
-    return saved
-
-checkpoints.Checkpointer.save = save_then_die
-app.run(train.main, argv=gin_utils.main_argv())
-"""
 
 FLAGS = [
     "--gin_file=demo/bert_tiny_austen.gin",
@@ -58,18 +33,10 @@ FLAGS = [
 
 
 def run(repo_root: str, model_dir: str, launcher: list[str], **env: str):
-    environment = {**os.environ, "XLA_FLAGS": "", **env}  # one CPU device per process
     return subprocess.run(
         [sys.executable, *launcher, *FLAGS, f"--gin.MODEL_DIR={model_dir}"],
-        cwd=repo_root, env=environment, capture_output=True, text=True, timeout=600)
-
-
-def losses(model_dir: str) -> dict[int, float]:
-    with open(os.path.join(model_dir, "train", "metrics.jsonl")) as f:
-        records = [json.loads(line) for line in f]
-    steps = [r["step"] for r in records]
-    assert len(steps) == len(set(steps)), f"a step was logged twice: {steps}"
-    return {r["step"]: r["loss"] for r in records}
+        cwd=repo_root, env={**device_env(1), **env}, capture_output=True, text=True,
+        timeout=600)
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +44,7 @@ def reference_losses(repo_root, tmp_path_factory) -> dict[int, float]:
     model_dir = str(tmp_path_factory.mktemp("reference"))
     done = run(repo_root, model_dir, ["-m", "pretrain_lm.train"])
     assert done.returncode == 0, done.stderr[-3000:]
-    return losses(model_dir)
+    return read_metrics(model_dir)
 
 
 @pytest.mark.parametrize("how, stop_at, returncode", [
@@ -87,10 +54,10 @@ def reference_losses(repo_root, tmp_path_factory) -> dict[int, float]:
 def test_stopped_run_resumes_exactly(repo_root, tmp_path, reference_losses, how, stop_at,
                                      returncode):
     model_dir = str(tmp_path / "resumed")
-    stopped = run(repo_root, model_dir, ["-c", KILLING_LAUNCHER],
+    stopped = run(repo_root, model_dir, ["-c", STOPPING_LAUNCHER],
                   STOP_AT_STEP=str(stop_at), STOP_SIGNAL=how)
     assert stopped.returncode == returncode, stopped.stderr[-3000:]
-    assert sorted(losses(model_dir)) == list(range(1, stop_at + 1))
+    assert sorted(read_metrics(model_dir)) == list(range(1, stop_at + 1))
     if how == "SIGTERM":
         assert f"SIGTERM: saving a checkpoint at step {stop_at}" in stopped.stderr
 
@@ -98,7 +65,7 @@ def test_stopped_run_resumes_exactly(repo_root, tmp_path, reference_losses, how,
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert f"Resuming from step {stop_at}" in resumed.stderr
 
-    want, got = reference_losses, losses(model_dir)
+    want, got = reference_losses, read_metrics(model_dir)
     assert sorted(got) == list(range(1, STEPS + 1))
     for step in range(1, STEPS + 1):
         assert got[step] == pytest.approx(want[step], rel=1e-6, abs=1e-6), step
