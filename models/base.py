@@ -44,6 +44,11 @@ class Model(abc.ABC):
         """Sequence positions per example (for tokens/s): the width of ``input_ids``."""
         return int(batch["input_ids"].shape[-1])
 
+    def flops_per_example(self) -> float | None:
+        """Model FLOPs of one training example (forward + backward), counted from the
+        config: matmuls only, backward = 2x forward. None if the model does not say."""
+        return None
+
     @property
     def input_vocab_size(self) -> int | None:
         """Size of the token-id space the model embeds (checked against the task's)."""

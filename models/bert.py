@@ -258,6 +258,17 @@ class BertPretrainingModel(Model):
     def tokens_per_example(self, batch: Mapping[str, np.ndarray]) -> int:
         return int(batch["input_ids"].shape[-1])
 
+    def flops_per_example(self) -> float:
+        """3x the forward matmul FLOPs: encoder (projections, QK^T, AV, FFN), the MLM
+        head at the masked positions only (transform + tied decoder), pooler + NSP."""
+        cfg, seq, preds = self.config, self.max_seq_length, self.max_predictions_per_seq
+        h, i = cfg.hidden_size, cfg.intermediate_size
+        per_token_layer = 2 * 4 * h * h + 2 * 2 * h * i + 2 * 2 * seq * h
+        encoder = seq * cfg.num_layers * per_token_layer
+        mlm_head = preds * (2 * h * h + 2 * h * cfg.vocab_size)
+        pooler_nsp = 2 * h * h + 2 * h * 2
+        return 3.0 * (encoder + mlm_head + pooler_nsp)
+
     def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
         if "mlm_loss" in averages:
             return {"mlm_perplexity": perplexity(averages["mlm_loss"])}

@@ -88,8 +88,8 @@ def shape_mismatches(stored: Any, expected: Any, limit: int = 8) -> list[str]:
 class Checkpointer:
     """Thin wrapper over ``ocp.CheckpointManager`` for train state + data iterator."""
 
-    def __init__(self, model_dir: str, *, save_every: int, keep: int | None,
-                 async_save: bool = True) -> None:
+    def __init__(self, model_dir: str, *, save_every: int = 1, keep: int | None = None,
+                 async_save: bool = True, read_only: bool = False) -> None:
         if "://" not in model_dir:  # orbax needs absolute local paths (gs:// etc. as given)
             model_dir = os.path.abspath(model_dir)
         self.directory = epath.Path(model_dir) / "checkpoints"
@@ -99,7 +99,8 @@ class Checkpointer:
             options=ocp.CheckpointManagerOptions(
                 save_interval_steps=1,  # the interval is applied in `save`
                 max_to_keep=keep,
-                create=True,
+                create=not read_only,
+                read_only=read_only,
                 enable_async_checkpointing=async_save,
             ),
         )
@@ -125,6 +126,14 @@ class Checkpointer:
             items["data"] = DataIteratorRestore(data_iterator)
         restored = self.manager.restore(step, args=ocp.args.Composite(**items))
         logging.info("Restored checkpoint step %d from %s", step, self.directory)
+        return restored["state"]
+
+    def restore_state(self, step: int, abstract_state: Any) -> Any:
+        """Restores only the train state of ``step`` (the data iterator starts afresh)."""
+        self.check_compatible(step, abstract_state)
+        restored = self.manager.restore(
+            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(abstract_state)))
+        logging.info("Initialised from checkpoint step %d in %s", step, self.directory)
         return restored["state"]
 
     def check_compatible(self, step: int, abstract_state: Any) -> None:
@@ -157,3 +166,27 @@ def _get(tree: Any, name: str) -> Any:
     if isinstance(tree, dict):
         return tree[name]
     return getattr(tree, name)
+
+
+def restore_from(checkpoint: str, abstract_state: Any) -> Any:
+    """The train state of ``checkpoint``: a model dir (its latest step) or a step dir.
+
+    E.g. ``gs://bucket/bert_base`` or ``/runs/bert_base/checkpoints/900000``.
+    """
+    path = epath.Path(checkpoint)
+    step = None
+    if path.name.isdigit() and path.parent.name == "checkpoints":
+        step, path = int(path.name), path.parent.parent
+    if not (path / "checkpoints").exists():
+        raise FileNotFoundError(
+            f"No checkpoints under {checkpoint!r}: give a model dir (holding checkpoints/) "
+            "or a step dir (model_dir/checkpoints/STEP).")
+    source = Checkpointer(os.fspath(path), read_only=True, async_save=False)
+    step = source.latest_step() if step is None else step
+    if step is None or step not in source.manager.all_steps():
+        raise FileNotFoundError(f"No checkpoint step {step} in {source.directory}; it holds "
+                                f"steps {sorted(source.manager.all_steps())}.")
+    try:
+        return source.restore_state(step, abstract_state)
+    finally:
+        source.close()

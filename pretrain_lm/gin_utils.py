@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import ast
+import logging as logging_std
 import os
 import re
 import sys
@@ -138,3 +139,19 @@ def macro(name: str, default: object = None) -> object:
 
 def main_argv() -> list[str]:
     return rewrite_gin_args(sys.argv)
+
+
+class _QuietLibraries(logging_std.Filter):
+    """Drops library chatter: orbax's INFO lines and gin's per-search-path misses."""
+
+    def filter(self, record: logging_std.LogRecord) -> bool:
+        if "/gin/resource_reader" in record.pathname:
+            return False  # a missing file is reported by gin_utils.parse itself
+        return record.levelno >= logging_std.WARNING or "/orbax/" not in record.pathname
+
+
+def quiet_library_logs() -> None:
+    """Installs ``_QuietLibraries`` on absl's log handler (command-line entry points)."""
+    from absl import logging
+
+    logging.get_absl_handler().addFilter(_QuietLibraries())

@@ -15,7 +15,6 @@ with the same MODEL_DIR resumes from the latest checkpoint.
 from __future__ import annotations
 
 import json
-import logging as logging_std
 import os
 import sys
 
@@ -38,19 +37,10 @@ _RESULTS_JSON = flags.DEFINE_string(
     "results_json", None, "Optional path to write the final metrics as JSON.")
 
 
-class _QuietLibraries(logging_std.Filter):
-    """Drops library chatter: orbax's INFO lines and gin's per-search-path misses."""
-
-    def filter(self, record: logging_std.LogRecord) -> bool:
-        if "/gin/resource_reader" in record.pathname:
-            return False  # a missing file is reported by gin_utils.parse itself
-        return record.levelno >= logging_std.WARNING or "/orbax/" not in record.pathname
-
-
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    logging.get_absl_handler().addFilter(_QuietLibraries())
+    gin_utils.quiet_library_logs()
     partitioning.initialize_distributed(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     try:

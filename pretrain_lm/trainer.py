@@ -35,7 +35,7 @@ from clu import metric_writers
 from tqdm import tqdm
 
 from models.base import Metrics, Model
-from pretrain_lm import optimizers
+from pretrain_lm import checkpoints, optimizers
 from pretrain_lm.checkpoints import Checkpointer
 from pretrain_lm.data import DataConfig, DataIterator, to_global
 from pretrain_lm.partitioning import Partitioner
@@ -206,6 +206,8 @@ def train(
     train_data: DataConfig,
     eval_data: DataConfig | None = None,
     optimizer: Callable[..., optimizers.Optimizer] = optimizers.adamw,
+    schedule_steps: int | None = None,
+    init_from: str | None = None,
     partitioner: Partitioner | None = None,
     num_microbatches: int = 1,
     checkpoint_every: int = 1000,
@@ -227,7 +229,13 @@ def train(
       train_steps: total number of optimizer steps (a resumed run counts from 0).
       batch_size: GLOBAL batch size (split over processes and the ``data`` axis).
       train_data, eval_data: seqio task and split to read (see ``DataConfig``).
-      optimizer: called as ``optimizer(total_steps=train_steps)`` -> ``Optimizer``.
+      optimizer: called as ``optimizer(total_steps=schedule_steps)`` -> ``Optimizer``.
+      schedule_steps: length of the learning-rate schedule (default ``train_steps``);
+        a run in phases (BERT: seq 128 for 90% of the steps, then 512) gives every
+        phase the whole run's length.
+      init_from: a model dir or checkpoint step dir whose train state (step, params,
+        optimizer) starts this run when ``model_dir`` has no checkpoint yet; the input
+        pipeline starts afresh (e.g. the next phase with longer sequences).
       partitioner: device mesh and logical-axis rules (default: all devices on ``data``).
       num_microbatches: gradient accumulation; each step still sees ``batch_size``.
       checkpoint_every, keep_checkpoints: save interval and how many to keep.
@@ -239,7 +247,7 @@ def train(
         raise ValueError(f"batch_size={batch_size} is not divisible by "
                          f"num_microbatches={num_microbatches}.")
     partitioner = partitioner or Partitioner()
-    opt = optimizer(total_steps=train_steps)
+    opt = optimizer(total_steps=schedule_steps or train_steps)
     trainer = Trainer(model, opt.tx, partitioner, seed=seed, num_microbatches=num_microbatches)
     is_chief = jax.process_index() == 0
     train_writer = metric_writers.create_default_writer(
@@ -256,6 +264,9 @@ def train(
     if latest is not None:
         state = checkpointer.restore(latest, trainer.abstract_state, train_iter)
         logging.info("Resuming from step %d", latest)
+    elif init_from:
+        state = checkpoints.restore_from(init_from, trainer.abstract_state)
+        logging.info("Starting from %s at step %d", init_from, int(jax.device_get(state.step)))
     else:
         state = trainer.init_state()
     start_step = int(jax.device_get(state.step))

@@ -67,8 +67,9 @@ def test_bert_size_has_the_published_parameter_count(size):
     assert count / 1e6 == pytest.approx(published_millions, rel=0.03)
 
 
-@pytest.mark.parametrize("mesh", ["mesh/cpu.gin", "mesh/cpu_4x2.gin", "mesh/tpu_4x4.gin",
-                                  "mesh/tpu_8x8.gin"])
+@pytest.mark.parametrize("mesh", ["mesh/cpu.gin", "mesh/cpu_4x2.gin", "mesh/tpu_v3_4x4.gin",
+                                  "mesh/tpu_v4_4x4.gin", "mesh/tpu_v3_8x8.gin",
+                                  "mesh/tpu_v4_8x8.gin"])
 def test_mesh_files_parse(mesh, repo_root):
     assert mesh in gin_files(repo_root, "mesh")
     from pretrain_lm import partitioning
@@ -99,3 +100,24 @@ def test_every_demo_and_run_file_configures_a_complete_training_job(repo_root):
     task_vocab = tasks.get_vocabulary(gin_utils.macro("MIXTURE_OR_TASK_NAME")).vocab_size
     assert demo_vocab == task_vocab
     np.testing.assert_equal(gin_utils.macro("MAX_SEQ_LENGTH"), 128)
+
+
+@pytest.mark.parametrize("size, slice_, devices", [("base", "4x4", 16), ("large", "8x8", 64)])
+def test_pod_runs_follow_the_paper_schedule(repo_root, size, slice_, devices):
+    """Batch 256; seq 128 for 900k of 1M steps, then 512 from phase 1's train state."""
+    phase1 = f"pod/bert_{size}_tpu_v4_{slice_}_seq128.gin"
+    phase2 = f"pod/bert_{size}_tpu_v4_{slice_}_seq512.gin"
+    assert {phase1, phase2} <= set(gin_files(repo_root, "pod"))
+    gin_utils.parse([phase1], ["MODEL_DIR = '/m'"])
+    assert (gin_utils.macro("BATCH_SIZE"), gin_utils.macro("MAX_SEQ_LENGTH")) == (256, 128)
+    assert gin_utils.macro("TRAIN_STEPS") == 900_000
+    assert gin.query_parameter("trainer.train.schedule_steps") == 1_000_000
+    data = gin.query_parameter("partitioning.Partitioner.data")
+    assert data * gin.query_parameter("partitioning.Partitioner.model") == devices
+    gin.clear_config()
+    gin_utils.parse([phase2], ["MODEL_DIR = '/m2'", "PHASE1_MODEL_DIR = '/m'"])
+    assert (gin_utils.macro("MAX_SEQ_LENGTH"), gin_utils.macro("MAX_PREDICTIONS_PER_SEQ")) \
+        == (512, 80)
+    assert gin_utils.macro("TRAIN_STEPS") == 1_000_000
+    assert gin.query_parameter("trainer.train.schedule_steps") == 1_000_000
+    assert gin_utils.macro("PHASE1_MODEL_DIR") == "/m"
