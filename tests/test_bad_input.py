@@ -92,6 +92,27 @@ def test_checkpoint_round_trip_restores_the_same_values(tmp_path, monkeypatch):
     checkpointer.close()
 
 
+def test_init_from_restores_a_model_dir_or_a_step_and_names_bad_paths(tmp_path):
+    from pretrain_lm.checkpoints import restore_from
+
+    trainer = _tiny_trainer(hidden=16, layers=1)
+    state = trainer.init_state()
+    checkpointer = Checkpointer(str(tmp_path / "phase1"), async_save=False)
+    for step in (3, 5):
+        checkpointer.save(step, state.replace(step=state.step + step), None, force=True)
+    checkpointer.close()
+    latest = restore_from(str(tmp_path / "phase1"), trainer.abstract_state)
+    chosen = restore_from(str(tmp_path / "phase1" / "checkpoints" / "3"),
+                          trainer.abstract_state)
+    assert (int(latest.step), int(chosen.step)) == (5, 3)
+    np.testing.assert_array_equal(np.asarray(latest.params["bert"]["pooler"]["kernel"]),
+                                  np.asarray(state.params["bert"]["pooler"]["kernel"]))
+    with pytest.raises(FileNotFoundError, match="give a model dir"):
+        restore_from(str(tmp_path / "nowhere"), trainer.abstract_state)
+    with pytest.raises(FileNotFoundError, match=r"No checkpoint step 4 .* holds steps \[3, 5\]"):
+        restore_from(str(tmp_path / "phase1" / "checkpoints" / "4"), trainer.abstract_state)
+
+
 def test_unprepared_tfds_dataset_says_how_to_prepare_it(tmp_path):
     import tasks
     from tasks import registry
