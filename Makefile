@@ -32,6 +32,7 @@ test-slow: install
 
 bench: install
 	$(PY) -m benchmarks.bert_step
+	$(PY) -m benchmarks.input_pipeline
 
 lint: install
 	$(PY) -m ruff check .
