@@ -10,8 +10,9 @@ In one run, on this machine:
    masked positions and AdamW step (the peer computes MLM logits at every position and
    drops the unmasked ones in the loss, as its API does).
 
-Model FLOPs are counted from the config (matmuls only, backward = 2x forward), the same
-count for both implementations; MFU = achieved model FLOP/s / measured matmul peak.
+Model FLOPs are counted from the config (``BertPretrainingModel.flops_per_example``:
+matmuls only, backward = 2x forward), the same count for both implementations;
+MFU = achieved model FLOP/s / measured matmul peak.
 Writes `results/bench_bert_step.json`.
 """
 
@@ -37,18 +38,6 @@ _PREDICTIONS = flags.DEFINE_integer("predictions", 20, "Masked positions per seq
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after 3 warm-up steps).")
 _PEER = flags.DEFINE_bool("peer", True, "Also time HuggingFace transformers (PyTorch).")
 _OUTPUT = flags.DEFINE_string("output", "results/bench_bert_step.json", "JSON results.")
-
-
-def model_flops_per_step(layers: int, hidden: int, intermediate: int, batch: int, seq: int,
-                         vocab: int, predictions: int) -> float:
-    """Training FLOPs of one step (3x the forward matmul FLOPs)."""
-    tokens = batch * seq
-    per_token_layer = 2 * 4 * hidden * hidden + 2 * 2 * hidden * intermediate
-    attention = 2 * 2 * seq * hidden  # QK^T and AV, per token per layer
-    encoder = tokens * layers * (per_token_layer + attention)
-    mlm_head = batch * predictions * (2 * hidden * hidden + 2 * hidden * vocab)
-    pooler_nsp = batch * (2 * hidden * hidden + 2 * hidden * 2)
-    return 3.0 * (encoder + mlm_head + pooler_nsp)
 
 
 def time_steps(step: Callable[[], object], steps: int, warmup: int = 3) -> float:
@@ -152,7 +141,13 @@ def main(argv: list[str]) -> None:
     layers, hidden, heads = _LAYERS.value, _HIDDEN.value, _HEADS.value
     batch, seq, vocab, preds = _BATCH.value, _SEQ.value, _VOCAB.value, _PREDICTIONS.value
     tokens = batch * seq
-    flops = model_flops_per_step(layers, hidden, 4 * hidden, batch, seq, vocab, preds)
+    from models import bert
+
+    model = bert.BertPretrainingModel(
+        bert.BertConfig(vocab_size=vocab, num_layers=layers, hidden_size=hidden,
+                        num_heads=heads, intermediate_size=4 * hidden),
+        max_seq_length=seq, max_predictions_per_seq=preds)
+    flops = model.flops_per_example() * batch
     peak = matmul_peak()
     print(f"devices: {jax.devices()}  matmul peak (fp32, 2048^3): {peak / 1e9:.1f} GFLOP/s")
     print(f"config: L{layers} H{hidden} A{heads} I{4 * hidden} vocab {vocab}, batch {batch} x "
