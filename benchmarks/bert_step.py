@@ -12,7 +12,8 @@ In one run, on this machine:
 
 Model FLOPs are counted from the config (``BertPretrainingModel.flops_per_example``:
 matmuls only, backward = 2x forward), the same count for both implementations;
-MFU = achieved model FLOP/s / measured matmul peak.
+MFU = achieved model FLOP/s / measured matmul peak. The process keeps freed host memory
+mapped (``pretrain_lm.host``, as a training run does), for all three measurements.
 Writes `results/bench_bert_step.json`.
 """
 
@@ -142,6 +143,9 @@ def main(argv: list[str]) -> None:
     batch, seq, vocab, preds = _BATCH.value, _SEQ.value, _VOCAB.value, _PREDICTIONS.value
     tokens = batch * seq
     from models import bert
+    from pretrain_lm import host
+
+    host.keep_freed_memory()  # as pretrain_lm.train does, before JAX starts (both impls gain)
 
     model = bert.BertPretrainingModel(
         bert.BertConfig(vocab_size=vocab, num_layers=layers, hidden_size=hidden,

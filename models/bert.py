@@ -78,7 +78,7 @@ class BertEmbeddings(nn.Module):
             cfg.type_vocab_size, cfg.hidden_size, init_stddev=cfg.initializer_range,
             dtype=jnp.dtype(cfg.dtype), axes=(None, layers.EMBED), name="token_type_embeddings")
         self.layer_norm = layers.layer_norm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype))
-        self.dropout = nn.Dropout(cfg.hidden_dropout_rate)
+        self.dropout = layers.Dropout(cfg.hidden_dropout_rate)
 
     def __call__(self, input_ids: Array, segment_ids: Array, *, deterministic: bool) -> Array:
         length = input_ids.shape[-1]

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 Array = jax.Array
 Initializer = Callable[..., Array]
@@ -30,8 +32,19 @@ Initializer = Callable[..., Array]
 BATCH, LENGTH, EMBED, MLP, HEADS, KV, VOCAB = (
     "batch", "length", "embed", "mlp", "heads", "kv", "vocab")
 
+
+def gelu(x: Array) -> Array:
+    """Exact GELU, ``x * Phi(x)``, written as ``0.5 * x * (1 + erf(x / sqrt(2)))``.
+
+    The same formula as HuggingFace's (and PyTorch's) ``gelu``. ``jax.nn.gelu(x,
+    approximate=False)`` computes it through ``erfc``, which on XLA:CPU costs an extra
+    ``exp`` per element forward and backward; this form costs about half as much.
+    """
+    return 0.5 * x * (1.0 + jax.lax.erf(x * math.sqrt(0.5)))
+
+
 ACTIVATIONS: dict[str, Callable[[Array], Array]] = {
-    "gelu": functools.partial(jax.nn.gelu, approximate=False),  # HF BERT "gelu" (erf)
+    "gelu": gelu,  # HF BERT "gelu" (erf)
     "gelu_tanh": functools.partial(jax.nn.gelu, approximate=True),  # original BERT, GPT-2
     "relu": jax.nn.relu,
 }
@@ -44,6 +57,75 @@ def activation(name: str) -> Callable[[Array], Array]:
     except KeyError:
         raise ValueError(
             f"Unknown activation {name!r}; choose one of {sorted(ACTIVATIONS)}.") from None
+
+
+def _rotate_left(x: Array, bits: int) -> Array:
+    return (x << bits) | (x >> (32 - bits))
+
+
+def _threefry2x32(key: tuple[Array, Array], x: tuple[Array, Array]) -> tuple[Array, Array]:
+    """The Threefry-2x32 hash (20 rounds), as ``jax.random``'s threefry2x32, unrolled."""
+    ks = (key[0], key[1], key[0] ^ key[1] ^ jnp.uint32(0x1BD11BDA))
+    rotations = ((13, 15, 26, 6), (17, 29, 16, 24))
+    x0, x1 = x[0] + ks[0], x[1] + ks[1]
+    for i in range(5):
+        for r in rotations[i % 2]:
+            x0 = x0 + x1
+            x1 = _rotate_left(x1, r) ^ x0
+        x0 = x0 + ks[(i + 1) % 3]
+        x1 = x1 + ks[(i + 2) % 3] + jnp.uint32(i + 1)
+    return x0, x1
+
+
+def _random_bits(key: Array, shape: tuple[int, ...]) -> Array:
+    """``jax.random.bits(key, shape, uint32)`` for a threefry2x32 key, bit for bit.
+
+    JAX hashes each element's flat index (partitionable threefry) with the threefry
+    primitive, which XLA:CPU lowers as a 5-iteration loop: every iteration is a separate
+    pass reading and writing two uint32 arrays of ``shape``. The same hash written out in
+    ``jnp`` fuses into one pass together with its consumer (the dropout mask).
+    """
+    k0, k1 = jax.random.key_data(key)
+    zeros = jnp.zeros(shape, jnp.uint32)
+    # The flat index from one iota per axis (not a reshaped 1-D iota), so that the SPMD
+    # partitioner gives every shard its own part, as for jax.random's counters.
+    index = sum((jax.lax.broadcasted_iota(jnp.uint32, shape, d)
+                 * jnp.uint32(math.prod(shape[d + 1:])) for d in range(len(shape))), zeros)
+    hi, lo = _threefry2x32((k0, k1), (zeros, index))  # the index's high word is 0
+    return hi ^ lo
+
+
+class Dropout(nn.Module):
+    """``flax.linen.Dropout`` (same masks, bit for bit), with a cheaper mask on XLA:CPU.
+
+    For JAX's default PRNG (partitionable threefry2x32) the keep-mask comes from
+    ``_random_bits``: ``jax.random.bernoulli``'s exact bits, compared as integers with
+    the threshold that ``uniform < keep_prob`` implies. A BERT L4/H256 step at batch
+    32 x 128 draws 18M such words; this way they cost about half as much on CPU. Other
+    key types (or 64-bit mode, the legacy non-partitionable threefry, 2**32+ elements)
+    go through ``jax.random.bernoulli``.
+    """
+
+    rate: float
+    rng_collection: str = "dropout"
+
+    @nn.compact
+    def __call__(self, inputs: Array, *, deterministic: bool) -> Array:
+        if self.rate == 0.0 or deterministic:
+            return inputs
+        if self.rate == 1.0:  # no NaN gradients from 0 / 0
+            return jnp.zeros_like(inputs)
+        keep_prob = 1.0 - self.rate
+        rng = self.make_rng(self.rng_collection)
+        if (str(jax.random.key_impl(rng)) == "threefry2x32" and inputs.size < 2**32
+                and jax.config.jax_threefry_partitionable and not jax.config.jax_enable_x64):
+            # uniform = (bits >> 9) * 2**-23 exactly, so uniform < p <=> (bits >> 9) <
+            # ceil(p * 2**23), with p rounded to float32 as jax.random.bernoulli does.
+            threshold = math.ceil(float(np.float32(keep_prob)) * 2**23)
+            keep = (_random_bits(rng, inputs.shape) >> 9) < jnp.uint32(threshold)
+        else:
+            keep = jax.random.bernoulli(rng, keep_prob, inputs.shape)
+        return jax.lax.select(keep, inputs / keep_prob, jnp.zeros_like(inputs))
 
 
 def truncated_normal(stddev: float) -> Initializer:
@@ -199,7 +281,7 @@ class MultiHeadAttention(nn.Module):
         if mask is not None:
             logits = logits + attention_bias_from_mask(mask, logits.dtype)
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(cfg.dtype)
-        weights = nn.Dropout(cfg.dropout_rate)(weights, deterministic=deterministic)
+        weights = Dropout(cfg.dropout_rate)(weights, deterministic=deterministic)
         context = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
         context = constrain(context, BATCH, LENGTH, HEADS, KV)
 
@@ -225,7 +307,7 @@ class FeedForward(nn.Module):
                        dtype=self.dtype, name="intermediate")(x)
         hidden = activation(self.activation)(hidden)
         hidden = constrain(hidden, BATCH, LENGTH, MLP)
-        hidden = nn.Dropout(self.dropout_rate)(hidden, deterministic=deterministic)
+        hidden = Dropout(self.dropout_rate)(hidden, deterministic=deterministic)
         return DenseGeneral(embed_dim, (MLP, EMBED), init_stddev=self.init_stddev,
                      dtype=self.dtype, name="output")(hidden)
 
@@ -274,7 +356,7 @@ class ResidualSublayer(nn.Module):
                  deterministic: bool) -> Array:
         cfg = self.config
         norm = layer_norm(cfg.layer_norm_epsilon, cfg.dtype, name="layer_norm")
-        dropout = nn.Dropout(cfg.dropout_rate)
+        dropout = Dropout(cfg.dropout_rate)
         if cfg.pre_layer_norm:
             return x + dropout(sublayer(norm(x)), deterministic=deterministic)
         return norm(x + dropout(sublayer(x), deterministic=deterministic))

@@ -21,7 +21,7 @@ import sys
 import gin
 from absl import app, flags, logging
 
-from pretrain_lm import gin_utils, partitioning
+from pretrain_lm import gin_utils, host, partitioning
 
 _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "gin config files (in order).")
 _GIN_BINDINGS = flags.DEFINE_multi_string(
@@ -41,6 +41,7 @@ def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     gin_utils.quiet_library_logs()
+    host.keep_freed_memory()  # before JAX's CPU client starts its threads
     partitioning.initialize_distributed(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     try:
