@@ -54,6 +54,10 @@ class Model(abc.ABC):
         """Size of the token-id space the model embeds (checked against the task's)."""
         return None
 
+    def check_task(self, task: str) -> None:
+        """Raises a clear error if the task's examples do not fit this model (default: ok)."""
+        del task
+
     def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
         """Extra metrics computed from averaged ones (e.g. perplexity from a loss)."""
         return {}

@@ -273,3 +273,171 @@ class BertPretrainingModel(Model):
         if "mlm_loss" in averages:
             return {"mlm_perplexity": perplexity(averages["mlm_loss"])}
         return {}
+
+
+# ---------------------------------------------------------------------------------------
+# Fine-tuning: one pretrained encoder, a small head per task.
+
+HEADS = ("classification", "regression", "span", "token")
+
+
+class BertForFineTuning(nn.Module):
+    """The encoder (under ``bert``, as in pre-training) plus one task head.
+
+    * ``classification``: dropout + dense on the pooled ``[CLS]`` -> ``[b, num_labels]``
+      (``run_classifier.py``); ``regression``: the same with one output -> ``[b]``;
+    * ``span``: dense on every position -> start and end logits ``[b, l]`` each, padding
+      masked (``run_squad.py``; no dropout on this head, as there);
+    * ``token``: dropout + dense on every position -> ``[b, l, num_labels]`` (NER).
+    """
+
+    config: BertConfig
+    head: str = "classification"
+    num_labels: int = 2
+
+    def setup(self) -> None:
+        if self.head not in HEADS:
+            raise ValueError(f"Unknown head {self.head!r}; expected one of {HEADS}.")
+        cfg = self.config
+        outputs = {"regression": 1, "span": 2}.get(self.head, self.num_labels)
+        self.bert = BertEncoder(cfg)
+        self.dropout = layers.Dropout(cfg.hidden_dropout_rate)
+        self.classifier = layers.DenseGeneral(outputs, (layers.EMBED, None),
+                                              init_stddev=cfg.initializer_range)
+
+    def __call__(self, input_ids: Array, segment_ids: Array, input_mask: Array, *,
+                 deterministic: bool) -> Array | tuple[Array, Array]:
+        sequence, pooled = self.bert(input_ids, segment_ids, input_mask,
+                                     deterministic=deterministic)
+        if self.head == "span":
+            logits = self.classifier(sequence).astype(jnp.float32)
+            masked = jnp.where(input_mask[..., None] > 0, logits, -1e9)
+            return masked[..., 0], masked[..., 1]
+        features = pooled if self.head in ("classification", "regression") else sequence
+        logits = self.classifier(self.dropout(features, deterministic=deterministic))
+        logits = logits.astype(jnp.float32)
+        return logits[..., 0] if self.head == "regression" else logits
+
+
+@dataclasses.dataclass(frozen=True)
+class BertFineTuningModel(Model):
+    """Fine-tuning objective of one head (see ``BertForFineTuning``).
+
+    Every batch carries ``example_weight`` [b] (0 for the rows that pad the last batch
+    of an evaluation split, so no example is dropped or counted twice). Labels:
+    ``label`` [b] (int32; float32 for regression), ``start_position``/``end_position``
+    [b] (span), ``label_ids``/``label_weights`` [b, l] (token: the first wordpiece of
+    each word carries the word's tag). Losses are means over the weighted examples
+    (tokens for ``token``); span loss = (start CE + end CE) / 2 as in ``run_squad.py``.
+    """
+
+    config: BertConfig = BertConfig()
+    head: str = "classification"
+    num_labels: int = 2
+    max_seq_length: int = 128
+
+    @property
+    def network(self) -> BertForFineTuning:
+        return BertForFineTuning(self.config, self.head, self.num_labels)
+
+    @property
+    def input_vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        seq = (batch_size, self.max_seq_length)
+        batch = {
+            "input_ids": np.zeros(seq, np.int32),
+            "input_mask": np.ones(seq, np.int32),
+            "segment_ids": np.zeros(seq, np.int32),
+            "example_weight": np.ones((batch_size,), np.float32),
+        }
+        if self.head == "classification":
+            batch["label"] = np.zeros((batch_size,), np.int32)
+        elif self.head == "regression":
+            batch["label"] = np.zeros((batch_size,), np.float32)
+        elif self.head == "span":
+            batch["start_position"] = np.zeros((batch_size,), np.int32)
+            batch["end_position"] = np.zeros((batch_size,), np.int32)
+        else:
+            batch["label_ids"] = np.zeros(seq, np.int32)
+            batch["label_weights"] = np.zeros(seq, np.float32)
+        return batch
+
+    def init(self, rng: Array, batch: Batch) -> dict:
+        params_rng, dropout_rng = jax.random.split(rng)
+        return self.network.init(
+            {"params": params_rng, "dropout": dropout_rng}, batch["input_ids"],
+            batch["segment_ids"], batch["input_mask"], deterministic=True)["params"]
+
+    def apply(self, params: dict, batch: Batch, *, rng: Array | None = None,
+              train: bool = False) -> Array | tuple[Array, Array]:
+        """The head's logits (see ``BertForFineTuning``)."""
+        return self.network.apply(
+            {"params": params}, batch["input_ids"], batch["segment_ids"],
+            batch["input_mask"], deterministic=not train,
+            rngs={"dropout": rng} if train else None)
+
+    def loss(self, params: dict, batch: Batch, *, rng: Array | None,
+             train: bool) -> tuple[Array, Metrics]:
+        outputs = self.apply(params, batch, rng=rng, train=train)
+        weight = batch["example_weight"].astype(jnp.float32)
+        metrics: Metrics = {}
+        if self.head == "classification":
+            nll, correct, count = weighted_cross_entropy(outputs, batch["label"], weight)
+            metrics["accuracy"] = (correct, count)
+        elif self.head == "regression":
+            squared = jnp.square(outputs - batch["label"].astype(jnp.float32))
+            nll, count = jnp.sum(squared * weight), jnp.sum(weight)
+        elif self.head == "span":
+            start_logits, end_logits = outputs
+            s_nll, s_ok, count = weighted_cross_entropy(
+                start_logits, batch["start_position"], weight)
+            e_nll, e_ok, _ = weighted_cross_entropy(end_logits, batch["end_position"], weight)
+            nll = (s_nll + e_nll) / 2
+            metrics["start_accuracy"] = (s_ok, count)
+            metrics["end_accuracy"] = (e_ok, count)
+        else:
+            token_weight = batch["label_weights"] * weight[:, None]
+            nll, correct, count = weighted_cross_entropy(
+                outputs, batch["label_ids"], token_weight)
+            metrics["token_accuracy"] = (correct, count)
+        loss = nll / jnp.maximum(count, 1e-5)
+        metrics["loss"] = (loss, jnp.ones(()))
+        metrics["task_loss"] = (nll, count)
+        return loss, metrics
+
+    def check_task(self, task: str) -> None:
+        """The task's head and number of labels must be this model's."""
+        from tasks import finetuning
+
+        spec = finetuning.get_spec(task)
+        if (spec.head, spec.num_labels) != (self.head, self.num_labels if self.head in (
+                "classification", "token") else 1):
+            raise ValueError(
+                f"Task {task!r} needs head={spec.head!r} with {spec.num_labels} labels "
+                f"{list(spec.label_names)}, but the model has head={self.head!r}, "
+                f"num_labels={self.num_labels}: set --gin.HEAD={spec.head!r} "
+                f"--gin.NUM_LABELS={spec.num_labels}.")
+
+    def predict(self, params: dict, batch: Batch) -> dict[str, Array]:
+        """Evaluation outputs per example: ``logits`` (classification), ``prediction``
+        (regression), ``start_logits``/``end_logits`` (span), ``token_predictions``
+        (token: argmax tag id per position)."""
+        outputs = self.apply(params, batch, train=False)
+        if self.head == "classification":
+            return {"logits": outputs}
+        if self.head == "regression":
+            return {"prediction": outputs}
+        if self.head == "span":
+            return {"start_logits": outputs[0], "end_logits": outputs[1]}
+        return {"token_predictions": jnp.argmax(outputs, axis=-1).astype(jnp.int32)}
+
+    def flops_per_example(self) -> float:
+        """3x the forward matmul FLOPs of the encoder, pooler and head."""
+        cfg, seq = self.config, self.max_seq_length
+        h, i = cfg.hidden_size, cfg.intermediate_size
+        per_token_layer = 2 * 4 * h * h + 2 * 2 * h * i + 2 * 2 * seq * h
+        outputs = {"regression": 1, "span": 2}.get(self.head, self.num_labels)
+        head = 2 * h * outputs * (1 if self.head in ("classification", "regression") else seq)
+        return 3.0 * (seq * cfg.num_layers * per_token_layer + 2 * h * h + head)

@@ -136,6 +136,29 @@ class Checkpointer:
         logging.info("Initialised from checkpoint step %d in %s", step, self.directory)
         return restored["state"]
 
+    def restore_params(self, step: int, abstract_params: Any) -> Any:
+        """Reads only the parameters of ``step`` (not the optimizer state) into the
+        shardings of ``abstract_params`` (e.g. for evaluation)."""
+        reader = ocp.CheckpointManager(
+            self.directory, options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+            item_handlers={"state": ocp.PyTreeCheckpointHandler()})
+        try:
+            stored = reader.item_metadata(step)["state"]
+            problems = shape_mismatches(getattr(stored, "tree", stored)["params"],
+                                        abstract_params)
+            if problems:
+                raise CheckpointMismatchError(
+                    f"The checkpoint at {self.directory / str(step)} does not fit this "
+                    "model:\n  " + "\n  ".join(problems) + "\nUse the model gin files "
+                    "the checkpoint was trained with (config.gin in the model dir).")
+            item = {"params": abstract_params}
+            restored = reader.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
+                item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
+                partial_restore=True)))
+            return restored["state"]["params"]
+        finally:
+            reader.close()
+
     def check_compatible(self, step: int, abstract_state: Any) -> None:
         metadata = self.manager.item_metadata(step)
         stored = metadata["state"] if metadata is not None else None

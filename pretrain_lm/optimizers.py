@@ -55,6 +55,7 @@ def adamw(
     learning_rate: float | optax.Schedule = 1e-4,
     *,
     warmup_steps: int = 10_000,
+    warmup_fraction: float | None = None,
     total_steps: int | None = None,
     b1: float = 0.9,
     b2: float = 0.999,
@@ -68,11 +69,15 @@ def adamw(
 
     ``learning_rate`` is the peak value when a float; ``total_steps`` (the decay
     horizon) defaults to the run's number of training steps (the trainer fills it).
+    ``warmup_fraction`` (BERT fine-tuning: 0.1) replaces ``warmup_steps`` by that
+    fraction of ``total_steps``.
     """
     if isinstance(learning_rate, (int, float)):
         if total_steps is None:
             raise ValueError("adamw needs total_steps for its decay schedule; bind "
                              "optimizers.adamw.total_steps or let the trainer fill it.")
+        if warmup_fraction is not None:
+            warmup_steps = round(warmup_fraction * total_steps)
         learning_rate = warmup_linear_decay(float(learning_rate), warmup_steps, total_steps)
     elif not callable(learning_rate):
         raise TypeError(f"learning_rate must be a float or an optax schedule, got "

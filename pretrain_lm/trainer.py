@@ -39,6 +39,7 @@ from pretrain_lm import checkpoints, optimizers
 from pretrain_lm.checkpoints import Checkpointer
 from pretrain_lm.data import DataConfig, DataIterator, to_global
 from pretrain_lm.partitioning import Partitioner
+from pretrain_lm.pretrained import PretrainedParams, overlay_params
 
 
 @flax.struct.dataclass
@@ -201,13 +202,15 @@ def train(
     *,
     model: Model,
     model_dir: str,
-    train_steps: int,
+    train_steps: int | None = None,
     batch_size: int,
     train_data: DataConfig,
+    train_epochs: float | None = None,
     eval_data: DataConfig | None = None,
     optimizer: Callable[..., optimizers.Optimizer] = optimizers.adamw,
     schedule_steps: int | None = None,
     init_from: str | None = None,
+    pretrained: PretrainedParams | None = None,
     partitioner: Partitioner | None = None,
     num_microbatches: int = 1,
     checkpoint_every: int = 1000,
@@ -227,6 +230,8 @@ def train(
       model: objective wrapper (``models.base.Model``).
       model_dir: checkpoints, TensorBoard summaries and config.gin go here.
       train_steps: total number of optimizer steps (a resumed run counts from 0).
+      train_epochs: instead of ``train_steps``: ``int(examples * epochs / batch_size)``
+        steps, the examples counted in the train split (BERT fine-tuning's rule).
       batch_size: GLOBAL batch size (split over processes and the ``data`` axis).
       train_data, eval_data: seqio task and split to read (see ``DataConfig``).
       optimizer: called as ``optimizer(total_steps=schedule_steps)`` -> ``Optimizer``.
@@ -236,6 +241,9 @@ def train(
       init_from: a model dir or checkpoint step dir whose train state (step, params,
         optimizer) starts this run when ``model_dir`` has no checkpoint yet; the input
         pipeline starts afresh (e.g. the next phase with longer sequences).
+      pretrained: parameters (e.g. a pretrained encoder: ours, HuggingFace or TF BERT)
+        put over the fresh ones when neither ``model_dir`` nor ``init_from`` gives a
+        state: the step starts at 0 and the optimizer state is fresh (fine-tuning).
       partitioner: device mesh and logical-axis rules (default: all devices on ``data``).
       num_microbatches: gradient accumulation; each step still sees ``batch_size``.
       checkpoint_every, keep_checkpoints: save interval and how many to keep.
@@ -243,6 +251,8 @@ def train(
       log_every: interval of console/TensorBoard training summaries.
       seed: parameter-init and dropout seed (the data seed is in ``DataConfig``).
     """
+    model.check_task(train_data.task)
+    train_steps = resolve_train_steps(train_steps, train_epochs, train_data, batch_size)
     if batch_size % num_microbatches:
         raise ValueError(f"batch_size={batch_size} is not divisible by "
                          f"num_microbatches={num_microbatches}.")
@@ -269,6 +279,8 @@ def train(
         logging.info("Starting from %s at step %d", init_from, int(jax.device_get(state.step)))
     else:
         state = trainer.init_state()
+        if pretrained is not None:
+            state = state.replace(params=overlay_params(state.params, pretrained.load()))
     start_step = int(jax.device_get(state.step))
 
     def run_eval(step: int) -> dict[str, float]:
@@ -327,6 +339,23 @@ def train(
     checkpointer.close()
     train_writer.flush()
     return final
+
+
+def resolve_train_steps(train_steps: int | None, train_epochs: float | None,
+                        train_data: DataConfig, batch_size: int) -> int:
+    """``train_steps``, or the steps of ``train_epochs`` passes over the train split."""
+    if (train_steps is None) == (train_epochs is None):
+        raise ValueError("Give exactly one of train_steps and train_epochs (e.g. "
+                         "--gin.TRAIN_STEPS=1000 or --gin.EPOCHS=3).")
+    if train_steps is not None:
+        return int(train_steps)
+    import tasks
+
+    examples = tasks.num_examples(train_data.task, train_data.split)
+    steps = int(examples * train_epochs / batch_size)
+    logging.info("%s epochs of %d examples at batch %d: %d steps", train_epochs, examples,
+                 batch_size, steps)
+    return max(steps, 1)
 
 
 def check_vocab_size(model: Model, task_vocab_size: int, task: str) -> None:

@@ -24,7 +24,8 @@ if typing.TYPE_CHECKING:
 __all__ = ["get_dataset", "get_stats", "get_vocabulary", "preprocessors", "pretraining", "vocab"]
 
 _SUBMODULES = (
-    "corpus", "learn_vocab", "preprocessors", "pretraining", "registry", "sample_text", "vocab"
+    "conll", "corpus", "finetuning", "glue", "learn_vocab", "metrics", "preprocessors",
+    "pretraining", "registry", "sample_text", "squad", "vocab",
 )
 
 
@@ -56,6 +57,22 @@ def get_vocabulary(task_or_mixture: str) -> WordPieceVocabulary:
     from tasks import preprocessors as pp
 
     return _provider(task_or_mixture).output_features[pp.INPUT_IDS].vocabulary
+
+
+def num_examples(task_or_mixture: str, split: str) -> int:
+    """Examples in a split before preprocessing (for a mixture: summed over its tasks)."""
+    import seqio
+
+    provider = _provider(task_or_mixture)
+    members = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+    total = 0
+    for task in members:
+        n = task.num_input_examples(split)
+        if n is None:
+            raise ValueError(f"Task {task.name!r} does not know how many {split!r} examples "
+                             "it has; give TRAIN_STEPS instead of EPOCHS.")
+        total += int(n)
+    return total
 
 
 def get_stats(task_or_mixture: str) -> dict[str, int]:
@@ -96,7 +113,7 @@ def get_dataset(
     *,
     split: str,
     max_seq_length: int,
-    max_predictions_per_seq: int,
+    max_predictions_per_seq: int | None = None,
     batch_size: int,
     seed: int,
     shuffle: bool,
@@ -104,12 +121,17 @@ def get_dataset(
     num_shards: int = 1,
     num_epochs: int | None = None,
 ) -> tf.data.Dataset:
-    """Fixed-shape batches of BERT pretraining examples for this process.
+    """Fixed-shape batches of a pretraining or fine-tuning task for this process.
 
     `batch_size` is the per-process batch. Each batch is a dict: `input_ids`,
     `input_mask`, `segment_ids` [batch, max_seq_length] int32; `masked_lm_positions`,
     `masked_lm_ids` [batch, max_predictions_per_seq] int32; `masked_lm_weights`
     [batch, max_predictions_per_seq] float32; `next_sentence_labels` [batch] int32.
+
+    Fine-tuning tasks (`tasks/finetuning.py`) give `input_ids`, `input_mask`,
+    `segment_ids`, `example_weight` and their head's labels; with finite `num_epochs`
+    their last partial batch is filled with rows of `example_weight` 0 (counted as
+    `examples_padding_last_batch`), so evaluation sees every example exactly once.
 
     The same arguments give the same batches. The pipeline supports iterator
     checkpointing (`clu.data.dataset_iterator.TfDatasetIterator(ds, checkpoint=True)`).
@@ -127,8 +149,16 @@ def get_dataset(
         raise ValueError(f"shard_index={shard_index} must be in [0, num_shards={num_shards}).")
     provider = _provider(task_or_mixture)
     vocab = provider.output_features[pp.INPUT_IDS].vocabulary
+    finetuning = importlib.import_module("tasks.finetuning")
+    is_finetuning = finetuning.is_finetuning_task(provider)
+    if is_finetuning:
+        lengths = finetuning.sequence_length(provider, max_seq_length)
+    elif max_predictions_per_seq is None:
+        raise ValueError(f"Pretraining task {task_or_mixture!r} needs max_predictions_per_seq.")
+    else:
+        lengths = pp.sequence_length(max_seq_length, max_predictions_per_seq)
     kwargs = dict(
-        sequence_length=pp.sequence_length(max_seq_length, max_predictions_per_seq),
+        sequence_length=lengths,
         split=split,
         use_cached=False,
         shuffle=shuffle,
@@ -140,6 +170,12 @@ def get_dataset(
     if isinstance(provider, seqio.Mixture):
         kwargs["log_mixing_proportions"] = False
     ds = provider.get_dataset(**kwargs)
+    if is_finetuning:
+        head = finetuning.provider_spec(provider).head
+        converter = finetuning.FineTuningFeatureConverter(head, pad_id=vocab.pad_id)
+        ds = converter(ds, {k: max_seq_length if f.rank else 0
+                            for k, f in converter.TASK_FEATURES.items()})
+        return _batch_padding_last(ds, batch_size, task_or_mixture, split)
     converter = pp.BertPretrainingFeatureConverter(pad_id=vocab.pad_id)
     ds = converter(ds, pp.task_feature_lengths(max_seq_length, max_predictions_per_seq))
 
@@ -170,4 +206,36 @@ def get_dataset(
     options.experimental_external_state_policy = (
         tf.data.experimental.ExternalStatePolicy.IGNORE
     )
+    return ds.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def _batch_padding_last(ds: tf.data.Dataset, batch_size: int, name: str, split: str
+                        ) -> tf.data.Dataset:
+    """Batches; a partial last batch is filled with zero rows of `example_weight` 0."""
+    import tensorflow as tf
+    from absl import logging
+
+    from tasks import preprocessors as pp
+
+    def report(n):
+        pp.STATS.add(name, {"examples_padding_last_batch": int(n)})
+        logging.info("%s/%s: last batch holds %d padding row(s) of weight 0.", name, split,
+                     int(n))
+        return n
+
+    def fill(batch):
+        n = tf.shape(batch["example_weight"])[0]
+        missing = batch_size - n
+        missing = tf.cond(missing > 0, lambda: tf.numpy_function(
+            report, [missing], tf.int32, stateful=False), lambda: missing)
+        return {k: tf.ensure_shape(
+                    tf.pad(v, [[0, missing]] + [[0, 0]] * (len(v.shape) - 1)),
+                    [batch_size, *v.shape[1:]])
+                for k, v in batch.items()}
+
+    ds = ds.batch(batch_size).map(fill)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_external_state_policy = (
+        tf.data.experimental.ExternalStatePolicy.IGNORE)
     return ds.with_options(options).prefetch(tf.data.AUTOTUNE)

@@ -11,6 +11,11 @@ import it on first use, so gin files only name a task):
   (BERT's own 30,522-token uncased vocabulary);
 * `bert_pretrain_wiki_lm1b_uncased`: a mixture, Wikipedia 90% / lm1b 10%.
 
+Fine-tuning (BERT's uncased vocabulary): `glue_<task>_bert_uncased` for every GLUE task
+(`tasks/glue.py`), `squad_v1_bert_uncased` / `squad_v2_bert_uncased` (`tasks/squad.py`),
+`conll2003_ner_bert_uncased` (`tasks/conll.py`), and the shipped
+`austen_novels_bert_uncased` (sentence -> which of Austen's six novels).
+
 TFDS tasks read from `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`) and stop with a
 `DatasetNotPreparedError` naming the `tfds build` command when the data is absent.
 Register tasks of your own with `tasks.pretraining.register_text_corpus_task` or
@@ -23,11 +28,12 @@ import os
 
 import seqio
 
-from tasks import pretraining
+from tasks import conll, glue, pretraining, squad
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 AUSTEN_CORPUS = os.path.join(DATA_DIR, "corpus", "austen.txt")
 AUSTEN_VOCAB = os.path.join(DATA_DIR, "vocab", "austen_uncased", "vocab.txt")
+AUSTEN_NOVELS_DIR = os.path.join(DATA_DIR, "classification", "austen_novels")
 BERT_UNCASED_VOCAB = os.path.join(DATA_DIR, "vocab", "bert_uncased", "vocab.txt")
 
 
@@ -57,7 +63,17 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
     if mixture in seqio.MixtureRegistry.names():
         seqio.MixtureRegistry.remove(mixture)
     seqio.MixtureRegistry.add(mixture, [(wiki.name, 0.9), (lm1b.name, 0.1)])
-    return [t.name for t in austen] + [wiki.name, lm1b.name, mixture]
+    finetuning = [
+        *glue.register_glue(bert_vocab, suffix="bert_uncased", tfds_data_dir=tfds_data_dir),
+        *(squad.register_squad(bert_vocab, v, suffix="bert_uncased",
+                               tfds_data_dir=tfds_data_dir) for v in ("v1", "v2")),
+        conll.register_conll2003(bert_vocab, suffix="bert_uncased",
+                                 tfds_data_dir=tfds_data_dir),
+        glue.register_labelled_tsv_task(
+            "austen_novels_bert_uncased", AUSTEN_NOVELS_DIR, bert_vocab, glue.AUSTEN_NOVELS),
+    ]
+    names = [n if isinstance(n, str) else n.name for n in finetuning]
+    return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names]
 
 
 NAMES = register_all()

@@ -1,0 +1,59 @@
+r"""Evaluate fine-tuned checkpoints from gin files (see ``pretrain_lm/evaluation.py``).
+
+    python -m pretrain_lm.evaluate \
+      --gin_file=models/bert/base.gin --gin_file=runs/finetune.gin \
+      --gin_file=finetune/glue_mrpc.gin --gin.MODEL_DIR=runs/mrpc \
+      [--checkpoint=latest|all|STEP] [--tasks=a,b] [--split=validation|test]
+
+Uses the same gin files as the fine-tuning run; prints and writes the results table.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import gin
+from absl import app, flags
+
+from pretrain_lm import gin_utils, host
+
+_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "gin config files (in order).")
+_GIN_BINDINGS = flags.DEFINE_multi_string(
+    "gin_bindings", [], "Extra gin bindings; --gin.KEY=VALUE is rewritten to these.")
+_GIN_SEARCH_PATHS = flags.DEFINE_list(
+    "gin_search_paths", list(gin_utils.DEFAULT_SEARCH_PATHS), "Where gin files are looked up.")
+_CHECKPOINT = flags.DEFINE_string("checkpoint", None, "latest, all, or a step number.")
+_TASKS = flags.DEFINE_list("tasks", None, "Tasks or mixtures (default: the run's task).")
+_SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: the run's).")
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    gin_utils.quiet_library_logs()
+    host.keep_freed_memory()
+    try:
+        gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value, _GIN_SEARCH_PATHS.value)
+    except gin_utils.GinConfigError as e:
+        sys.exit(f"error: {e}")
+    overrides: dict[str, Any] = {}
+    if _CHECKPOINT.value:
+        overrides["checkpoint"] = _CHECKPOINT.value
+    if _TASKS.value:
+        overrides["tasks"] = _TASKS.value
+    if _SPLIT.value:
+        overrides["split"] = _SPLIT.value
+    from pretrain_lm import evaluation
+
+    run: Callable[..., list[evaluation.TaskResult]] = gin.get_configurable(
+        evaluation.evaluate_checkpoints)
+    try:
+        run(**overrides)
+    except (FileNotFoundError, ValueError) as e:
+        sys.exit(f"error: {e}")
+
+
+if __name__ == "__main__":
+    app.run(main, argv=gin_utils.main_argv())
