@@ -4,10 +4,11 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 MODEL_DIR ?= runs/demo_bert_tiny
+FINETUNE_DIR ?= runs/demo_finetune_minilm
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: install demo test test-slow bench lint clean
+.PHONY: install demo finetune-demo test test-slow bench lint clean
 
 install: $(STAMP)
 
@@ -23,6 +24,14 @@ demo: install
 	  --gin.MODEL_DIR=$(MODEL_DIR) \
 	  --results_json=$(MODEL_DIR)/results.json
 	$(PY) -m pretrain_lm.plots --model_dir=$(MODEL_DIR)
+
+finetune-demo: install
+	$(PY) -m pretrain_lm.train \
+	  --gin_file=gin_configs/demo/finetune_minilm_austen_novels.gin \
+	  --gin.MODEL_DIR=$(FINETUNE_DIR)
+	$(PY) -m pretrain_lm.evaluate \
+	  --gin_file=gin_configs/demo/finetune_minilm_austen_novels.gin \
+	  --gin.MODEL_DIR=$(FINETUNE_DIR) --split=test
 
 test: install
 	$(PY) -m pytest -q tests

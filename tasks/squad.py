@@ -556,6 +556,11 @@ def _windows_numpy(vocab: WordPieceVocabulary, max_seq_length: int, stats_name: 
 
     decoded = [t.decode("utf-8") for t in texts]
     fields = (qas_id.decode("utf-8"), question.decode("utf-8"), context.decode("utf-8"))
+    for what, text in (("context", fields[2]), ("question", fields[1])):
+        if not text.strip():
+            raise ValueError(f"SQuAD example {fields[0]!r} has an empty {what}; every "
+                             "question needs a non-empty question and context paragraph. "
+                             "Fix or drop it in the data.")
     example = make_example(*fields, decoded, [int(s) for s in starts], bool(impossible))
     weight = 1.0
     if example is None:

@@ -25,8 +25,9 @@ TINY = bert.BertConfig(vocab_size=30522, hidden_size=32, num_layers=2, num_heads
 
 
 def _austen_sentences(n: int, start: int = 200) -> list[str]:
-    lines = open(os.path.join(os.path.dirname(__file__), "..", "data", "corpus", "austen.txt"),
-                 encoding="utf-8").read().split("\n")
+    path = os.path.join(os.path.dirname(__file__), "..", "data", "corpus", "austen.txt")
+    with open(path, encoding="utf-8") as f:
+        lines = f.read().split("\n")
     return [s for s in lines[start:] if len(s.split()) > 5][:n]
 
 
@@ -257,7 +258,38 @@ def test_finetuning_a_real_checkpoint_beats_the_majority_class(tmp_path, repo_ro
     rows = run(checkpoint="all", progress=False)
     assert [r.step for r in rows] == [20, 40]
     assert abs(rows[-1].metrics["accuracy"] - 100 * results["eval/accuracy"]) < 1e-6
-    table = open(os.path.join(model_dir, "eval_validation", "results.md")).read()
+    out = os.path.join(model_dir, "eval_validation")
+    with open(os.path.join(out, "results.md")) as f:
+        table = f.read()
     assert "austen_novels_bert_uncased | 40 | 600 | accuracy" in table
-    saved = json.load(open(os.path.join(model_dir, "eval_validation", "results.json")))
+    with open(os.path.join(out, "results.json")) as f:
+        saved = json.load(f)
     assert len(saved) == 2
+
+
+def test_sweep_grid_and_best_cell_table(tmp_path):
+    from pretrain_lm import sweep
+
+    grid = sweep.parse_grid(["LEARNING_RATE=5e-5,2e-5", "EPOCHS=2,3"])
+    assert grid[1] == {"LEARNING_RATE": "5e-5", "EPOCHS": "3"} and len(grid) == 4
+    with pytest.raises(ValueError, match="MACRO=v1,v2"):
+        sweep.parse_grid(["LEARNING_RATE"])
+    rows = [{"cell": sweep.cell_name(c), "task": "t", "step": 9, "main_metric": "f1",
+             "value": v} for c, v in zip(grid, [80.0, 85.5, 85.0, None], strict=True)]
+    sweep.write_table(str(tmp_path), rows)
+    table = (tmp_path / "sweep.md").read_text()
+    assert "| learning_rate_5e-5-epochs_3 | t | 9 | f1 | 85.50 * |" in table
+    assert table.count("*") == 1
+
+
+def test_a_question_without_context_is_a_clear_error():
+    rows = [{"id": "q9", "question": "Who?", "context": "  ",
+             "answers": {"text": ["Emma"], "answer_start": [0]}, "is_impossible": False}]
+    sig = {"id": tf.TensorSpec([], tf.string), "question": tf.TensorSpec([], tf.string),
+           "context": tf.TensorSpec([], tf.string), "is_impossible": tf.TensorSpec([], tf.bool),
+           "answers": {"text": tf.TensorSpec([None], tf.string),
+                       "answer_start": tf.TensorSpec([None], tf.int32)}}
+    _register("squad_empty", "span", rows, sig, squad.squad_windows,
+              metric_fn=metrics.squad_v1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"'q9' has an empty context"):
+        next(ft.eval_examples("squad_empty", "validation", 64))
