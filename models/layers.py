@@ -250,6 +250,12 @@ class MultiHeadAttention(nn.Module):
     array for self-attention, the encoder output for encoder-decoder attention).
     ``mask`` is boolean ``[batch|1, 1|heads, q, k]``, True where attention is allowed.
     With ``return_weights`` the attention probabilities are also returned (for plots).
+
+    Auto-regressive decoding (``decode=True``, self-attention only) keeps a key/value
+    cache in the ``cache`` collection, ``[batch, max_length, heads, kv]``: the first
+    call (at init, with full-length inputs) creates it; later calls feed one position
+    ``decode_position`` whose key/value are written into the cache, and the query
+    attends to cached positions ``<= decode_position`` (``mask`` is then ignored).
     """
 
     config: AttentionConfig
@@ -264,6 +270,8 @@ class MultiHeadAttention(nn.Module):
         *,
         deterministic: bool,
         return_weights: bool = False,
+        decode: bool = False,
+        decode_position: Array | None = None,
     ) -> Array | tuple[Array, Array]:
         cfg = self.config
         project = functools.partial(
@@ -275,6 +283,19 @@ class MultiHeadAttention(nn.Module):
         query = constrain(query, BATCH, LENGTH, HEADS, KV)
         key = constrain(key, BATCH, LENGTH, HEADS, KV)
         value = constrain(value, BATCH, LENGTH, HEADS, KV)
+        if decode:
+            initialized = self.has_variable("cache", "cached_key")
+            cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
+            cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape,
+                                         value.dtype)
+            if initialized:
+                if decode_position is None:
+                    raise ValueError("decode=True with a cache needs decode_position.")
+                at = (0, decode_position, 0, 0)
+                key = jax.lax.dynamic_update_slice(cached_key.value, key, at)
+                value = jax.lax.dynamic_update_slice(cached_value.value, value, at)
+                cached_key.value, cached_value.value = key, value
+                mask = (jnp.arange(key.shape[1]) <= decode_position)[None, None, None, :]
 
         query = query / jnp.sqrt(cfg.head_dim).astype(cfg.dtype)
         logits = jnp.einsum("bqhd,bkhd->bhqk", query, key)
@@ -366,7 +387,8 @@ class TransformerBlock(nn.Module):
     """Self-attention (+ optional encoder-decoder attention) + feed-forward block.
 
     ``self_mask`` selects bidirectional (padding) or causal attention; passing
-    ``encoded`` adds the cross-attention sublayer of the Transformer decoder.
+    ``encoded`` adds the cross-attention sublayer of the Transformer decoder;
+    ``decode``/``decode_position`` run one step of cached auto-regressive decoding.
     """
 
     config: TransformerBlockConfig
@@ -380,11 +402,14 @@ class TransformerBlock(nn.Module):
         deterministic: bool,
         encoded: Array | None = None,
         cross_mask: Array | None = None,
+        decode: bool = False,
+        decode_position: Array | None = None,
     ) -> Array:
         cfg = self.config
         self_attention = MultiHeadAttention(cfg.attention, cfg.embed_dim, name="attention")
         x = ResidualSublayer(cfg, name="attention_sublayer")(
-            x, lambda h: self_attention(h, h, self_mask, deterministic=deterministic),
+            x, lambda h: self_attention(h, h, self_mask, deterministic=deterministic,
+                                        decode=decode, decode_position=decode_position),
             deterministic=deterministic)
         if encoded is not None:
             cross_attention = MultiHeadAttention(
@@ -408,3 +433,40 @@ def gather_positions(sequence: Array, positions: Array) -> Array:
     """
     index = positions.reshape(positions.shape + (1,) * (sequence.ndim - 2))
     return jnp.take_along_axis(sequence, index, axis=1)
+
+
+def sinusoidal_positions(length: int, features: int, dtype: jnp.dtype = jnp.float32,
+                         interleave: bool = False) -> Array:
+    """The Transformer's fixed positional encoding ``[length, features]``.
+
+    ``PE(pos, 2i) = sin(pos / 10000^(2i/d))``, ``PE(pos, 2i+1) = cos(...)``
+    (``interleave=True``, Vaswani et al. 2017); with ``interleave=False`` the sines fill
+    the first half and the cosines the second (tensor2tensor's and Marian's layout).
+    """
+    position = np.arange(length, dtype=np.float64)[:, None]
+    rates = np.power(10000.0, -np.arange(0, features, 2, dtype=np.float64) / features)
+    angles = position * rates[None, :]
+    sines, cosines = np.sin(angles), np.cos(angles[:, : features // 2])
+    if interleave:
+        table = np.zeros((length, features))
+        table[:, 0::2], table[:, 1::2] = sines, cosines
+    else:
+        table = np.concatenate([sines, cosines], axis=-1)
+    return jnp.asarray(table, dtype)
+
+
+def label_smoothed_cross_entropy(logits: Array, labels: Array, weights: Array,
+                                 smoothing: float = 0.0
+                                 ) -> tuple[Array, Array, Array, Array]:
+    """Summed label-smoothed NLL, summed plain NLL, summed accuracy and the weight total.
+
+    The smoothed target puts ``1 - smoothing`` on the label and spreads ``smoothing``
+    uniformly over the vocabulary (Szegedy et al. 2016; the Transformer's eps_ls = 0.1).
+    The plain NLL (for perplexity) is reported beside it.
+    """
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    nll = -jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+    smoothed = (1.0 - smoothing) * nll - smoothing * jnp.mean(log_probs, axis=-1)
+    correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
+    return (jnp.sum(smoothed * weights), jnp.sum(nll * weights), jnp.sum(correct * weights),
+            jnp.sum(weights))

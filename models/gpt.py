@@ -1,0 +1,130 @@
+"""GPT-2 style decoder-only language model (Radford et al., 2019) on the shared stack.
+
+The ``Decoder`` of ``models/transformer.py`` without encoder-decoder attention: learned
+positions, pre-LN blocks with a final LayerNorm, GELU (tanh form, as GPT-2), causal
+self-attention, and the softmax tied to the token embedding. Weights convert one-to-one
+from HuggingFace ``GPT2LMHeadModel`` (``pretrain_lm/interop_transformer.py``). Sizes:
+``gin_configs/models/gpt/`` (tiny ... 124M).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models import layers
+from models.base import Batch, Metrics, Model, perplexity
+from models.transformer import Decoder, TokenEmbedding, TransformerConfig, shift_right
+
+Array = jax.Array
+
+
+def gpt_config(vocab_size: int = 50257, d_model: int = 768, num_layers: int = 12,
+               num_heads: int = 12, max_length: int = 1024, dropout_rate: float = 0.1,
+               layer_norm_epsilon: float = 1e-5, dtype: str = "float32") -> TransformerConfig:
+    """GPT-2's choices on ``TransformerConfig`` (defaults: the 124M model)."""
+    return TransformerConfig(
+        vocab_size=vocab_size, d_model=d_model, num_encoder_layers=0,
+        num_decoder_layers=num_layers, num_heads=num_heads, d_ff=4 * d_model,
+        dropout_rate=dropout_rate, attention_dropout_rate=dropout_rate,
+        activation="gelu_tanh", pre_layer_norm=True, positions="learned",
+        max_length=max_length, scale_embeddings=False, output_bias=False,
+        layer_norm_epsilon=layer_norm_epsilon, dtype=dtype)
+
+
+class DecoderOnlyLM(nn.Module):
+    """Token + position embedding -> causal pre-LN blocks -> tied softmax."""
+
+    config: TransformerConfig
+
+    def setup(self) -> None:
+        self.embed = TokenEmbedding(self.config)
+        self.decoder = Decoder(self.config)
+
+    def __call__(self, tokens: Array, *, deterministic: bool, decode: bool = False,
+                 decode_position: Array | None = None) -> Array:
+        offset = decode_position if decode and decode_position is not None else 0
+        x = self.embed(tokens, deterministic=deterministic, offset=offset)
+        x = self.decoder(x, deterministic=deterministic, decode=decode,
+                         decode_position=decode_position)
+        return self.embed.logits(x)
+
+
+@dataclasses.dataclass(frozen=True)
+class LanguageModel(Model):
+    """Next-token prediction over ``targets`` [b, length] (0 = padding): the network reads
+    the targets shifted right after ``start_id`` and is scored on every real token."""
+
+    config: TransformerConfig = dataclasses.field(default_factory=gpt_config)
+    max_length: int = 128
+    start_id: int = 0
+
+    @property
+    def network(self) -> DecoderOnlyLM:
+        return DecoderOnlyLM(self.config)
+
+    @property
+    def input_vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        return {"targets": np.ones((batch_size, self.max_length), np.int32)}
+
+    def tokens_per_example(self, batch: Any) -> int:
+        return int(batch["targets"].shape[-1])
+
+    def init(self, rng: Array, batch: Batch) -> dict:
+        params_rng, dropout_rng = jax.random.split(rng)
+        return self.network.init({"params": params_rng, "dropout": dropout_rng},
+                                 batch["targets"], deterministic=True)["params"]
+
+    def apply(self, params: dict, batch: Batch, *, rng: Array | None = None,
+              train: bool = False) -> Array:
+        inputs = shift_right(batch["targets"], self.start_id)
+        return self.network.apply({"params": params}, inputs, deterministic=not train,
+                                  rngs={"dropout": rng} if train else None)
+
+    def loss(self, params: dict, batch: Batch, *, rng: Array | None,
+             train: bool) -> tuple[Array, Metrics]:
+        logits = self.apply(params, batch, rng=rng, train=train)
+        weights = (batch["targets"] > 0).astype(jnp.float32)
+        _, nll, correct, count = layers.label_smoothed_cross_entropy(
+            logits, batch["targets"], weights, 0.0)
+        loss = nll / jnp.maximum(count, 1.0)
+        return loss, {"loss": (loss, jnp.ones(())), "nll": (nll, count),
+                      "token_accuracy": (correct, count)}
+
+    def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
+        return {"perplexity": perplexity(averages["nll"])} if "nll" in averages else {}
+
+    def flops_per_example(self) -> float:
+        cfg, n = self.config, self.max_length
+        d = cfg.d_model
+        per_token = cfg.num_decoder_layers * (8 * d * d + 4 * d * cfg.d_ff + 4 * n * d)
+        return 3.0 * n * (per_token + 2 * d * cfg.vocab_size)
+
+    # -- decoding ---------------------------------------------------------------------
+    def decode_state(self, params: dict, batch_size: int, max_length: int) -> dict:
+        """An empty key/value cache for ``max_length`` positions."""
+        dummy = jnp.zeros((batch_size, max_length), jnp.int32)
+        _, variables = self.network.apply({"params": params}, dummy, deterministic=True,
+                                          decode=True, mutable=["cache"])
+        return {"cache": jax.tree.map(jnp.zeros_like, variables["cache"])}
+
+    def step_fn(self, params: dict) -> Callable[[Array, dict, Array], tuple[Array, dict]]:
+        """``step_fn(token_ids [n], state, step)`` for ``pretrain_lm.decoding``."""
+
+        def step(token_ids: Array, state: dict, position: Array) -> tuple[Array, dict]:
+            logits, variables = self.network.apply(
+                {"params": params, "cache": state["cache"]}, token_ids[:, None],
+                deterministic=True, decode=True, decode_position=position,
+                mutable=["cache"])
+            return logits[:, 0], {"cache": variables["cache"]}
+
+        return step

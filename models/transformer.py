@@ -1,0 +1,302 @@
+"""The Transformer (Vaswani et al., 2017) for machine translation, and its decoder stack.
+
+Encoder and decoder are stacks of the shared ``layers.TransformerBlock`` (post-LN
+``LayerNorm(x + Dropout(Sublayer(x)))`` as in the paper; pre-LN as an option, with a
+final LayerNorm). Token embeddings are multiplied by ``sqrt(d_model)`` and summed with
+sinusoidal (or learned) positions; one embedding table is shared by the source, the
+target and the pre-softmax projection. The decoder's self-attention is causal and its
+encoder-decoder attention takes queries from the decoder and keys/values from the
+encoder output. ``Decoder`` alone (no encoder) is the GPT-style language model of
+``models/gpt.py``.
+
+Decoding (``pretrain_lm/decoding.py``) runs the decoder one position at a time with a
+key/value cache (``decode=True``); ``TranslationModel.step_fn`` adapts it.
+
+Weights convert one-to-one from HuggingFace ``MarianMTModel`` (``pretrain_lm/interop``
+style, tested in ``tests/test_transformer.py``). Sizes: ``gin_configs/models/transformer/``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models import layers
+from models.base import Batch, Metrics, Model, perplexity
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class TransformerConfig:
+    """Sizes and choices of an encoder-decoder (or decoder-only) Transformer.
+
+    Defaults: Transformer-base (d_model 512, 6+6 layers, 8 heads, d_ff 2048, dropout 0.1).
+    """
+
+    vocab_size: int = 32000
+    d_model: int = 512
+    num_encoder_layers: int = 6
+    num_decoder_layers: int = 6
+    num_heads: int = 8
+    d_ff: int = 2048
+    dropout_rate: float = 0.1
+    attention_dropout_rate: float = 0.0
+    activation: str = "relu"
+    pre_layer_norm: bool = False
+    positions: str = "sinusoidal"  # or "learned"
+    max_length: int = 512  # learned positions / longest sequence
+    scale_embeddings: bool = True  # x sqrt(d_model), as the paper
+    output_bias: bool = False  # a bias on the tied softmax (Marian's final_logits_bias)
+    layer_norm_epsilon: float = 1e-6
+    dtype: str = "float32"
+
+    @property
+    def block(self) -> layers.TransformerBlockConfig:
+        return layers.TransformerBlockConfig(
+            embed_dim=self.d_model, num_heads=self.num_heads, mlp_dim=self.d_ff,
+            dropout_rate=self.dropout_rate,
+            attention_dropout_rate=self.attention_dropout_rate,
+            activation=self.activation, layer_norm_epsilon=self.layer_norm_epsilon,
+            pre_layer_norm=self.pre_layer_norm, init_stddev=0.02,
+            dtype=jnp.dtype(self.dtype))
+
+
+class TokenEmbedding(nn.Module):
+    """Shared token table (scaled by sqrt(d_model)) + positions + dropout; tied softmax."""
+
+    config: TransformerConfig
+
+    def setup(self) -> None:
+        cfg = self.config
+        self.tokens = layers.Embed(cfg.vocab_size, cfg.d_model,
+                                   init_stddev=cfg.d_model ** -0.5 if cfg.scale_embeddings
+                                   else 0.02, dtype=jnp.dtype(cfg.dtype))
+        if cfg.positions == "learned":
+            self.positions = layers.Embed(
+                cfg.max_length, cfg.d_model, init_stddev=0.01, dtype=jnp.dtype(cfg.dtype),
+                axes=(None, layers.EMBED))
+        elif cfg.positions != "sinusoidal":
+            raise ValueError(f"positions={cfg.positions!r}: use 'sinusoidal' or 'learned'.")
+        if cfg.output_bias:
+            self.bias = self.param(
+                "output_bias", nn.with_logical_partitioning(nn.initializers.zeros,
+                                                            (layers.VOCAB,)),
+                (cfg.vocab_size,), jnp.float32)
+        self.dropout = layers.Dropout(cfg.dropout_rate)
+
+    def __call__(self, ids: Array, *, deterministic: bool, offset: Array | int = 0) -> Array:
+        cfg = self.config
+        length = ids.shape[-1]
+        if length > cfg.max_length:
+            raise ValueError(f"Sequence length {length} exceeds max_length={cfg.max_length}; "
+                             "raise TransformerConfig.max_length or cut the data shorter.")
+        x = self.tokens(ids)
+        if cfg.scale_embeddings:
+            x = x * jnp.asarray(math.sqrt(cfg.d_model), x.dtype)
+        positions = jnp.arange(length) + offset
+        if cfg.positions == "learned":
+            x = x + self.positions(positions)[None]
+        else:
+            table = layers.sinusoidal_positions(cfg.max_length, cfg.d_model, x.dtype)
+            x = x + jnp.take(table, positions, axis=0)[None]
+        x = self.dropout(x, deterministic=deterministic)
+        return layers.constrain(x, layers.BATCH, layers.LENGTH, layers.EMBED)
+
+    def logits(self, x: Array) -> Array:
+        out = self.tokens.attend(x).astype(jnp.float32)
+        return out + self.bias if self.config.output_bias else out
+
+
+class Encoder(nn.Module):
+    """Embedded source -> ``num_encoder_layers`` bidirectional blocks."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x: Array, source_valid: Array, *, deterministic: bool) -> Array:
+        cfg = self.config
+        mask = layers.padding_mask(source_valid, source_valid)
+        for i in range(cfg.num_encoder_layers):
+            x = layers.TransformerBlock(cfg.block, name=f"layer_{i}")(
+                x, mask, deterministic=deterministic)
+        if cfg.pre_layer_norm:
+            x = layers.layer_norm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype),
+                                  name="final_layer_norm")(x)
+        return x
+
+
+class Decoder(nn.Module):
+    """Embedded target -> ``num_decoder_layers`` causal blocks (with encoder-decoder
+    attention when ``encoded`` is given) -> final LayerNorm (pre-LN) -> hidden states."""
+
+    config: TransformerConfig
+
+    @nn.compact
+    def __call__(self, x: Array, *, deterministic: bool, encoded: Array | None = None,
+                 source_valid: Array | None = None, target_valid: Array | None = None,
+                 decode: bool = False, decode_position: Array | None = None,
+                 ) -> Array:
+        cfg = self.config
+        length = x.shape[1]
+        self_mask = layers.causal_mask(length)
+        if target_valid is not None:
+            self_mask = self_mask & (target_valid[:, None, None, :] > 0)
+        cross_mask = None
+        if encoded is not None and source_valid is not None:
+            cross_mask = (source_valid[:, None, None, :] > 0)
+        for i in range(cfg.num_decoder_layers):
+            x = layers.TransformerBlock(cfg.block, name=f"layer_{i}")(
+                x, self_mask, deterministic=deterministic, encoded=encoded,
+                cross_mask=cross_mask, decode=decode, decode_position=decode_position)
+        if cfg.pre_layer_norm:
+            x = layers.layer_norm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype),
+                                  name="final_layer_norm")(x)
+        return x
+
+
+class EncoderDecoder(nn.Module):
+    """The MT Transformer: ``encode`` the source, ``decode`` target logits."""
+
+    config: TransformerConfig
+
+    def setup(self) -> None:
+        self.embed = TokenEmbedding(self.config)
+        self.encoder = Encoder(self.config)
+        self.decoder = Decoder(self.config)
+
+    def encode(self, inputs: Array, *, deterministic: bool = True) -> Array:
+        return self.encoder(self.embed(inputs, deterministic=deterministic), inputs > 0,
+                            deterministic=deterministic)
+
+    def decode(self, encoded: Array, inputs: Array, decoder_inputs: Array, *,
+               deterministic: bool = True, decode: bool = False,
+               decode_position: Array | None = None) -> Array:
+        """Logits ``[b, l, vocab]`` of the next target token at every decoder position."""
+        offset = 0 if decode_position is None or not decode else decode_position
+        y = self.embed(decoder_inputs, deterministic=deterministic, offset=offset)
+        y = self.decoder(y, deterministic=deterministic, encoded=encoded,
+                         source_valid=inputs > 0, decode=decode,
+                         decode_position=decode_position)
+        return self.embed.logits(y)
+
+    def __call__(self, inputs: Array, decoder_inputs: Array, *,
+                 deterministic: bool) -> Array:
+        encoded = self.encode(inputs, deterministic=deterministic)
+        return self.decode(encoded, inputs, decoder_inputs, deterministic=deterministic)
+
+
+def shift_right(targets: Array, start_id: int = 0) -> Array:
+    """Decoder inputs: the targets shifted one position right after ``start_id``."""
+    start = jnp.full_like(targets[:, :1], start_id)
+    return jnp.concatenate([start, targets[:, :-1]], axis=1)
+
+
+def unbox(tree: Any) -> Any:
+    return nn.meta.unbox(tree)
+
+
+@dataclasses.dataclass(frozen=True)
+class TranslationModel(Model):
+    """Sequence-to-sequence objective: label-smoothed cross-entropy over target tokens.
+
+    Batches: ``inputs`` [b, source_length] and ``targets`` [b, target_length] (ids,
+    0 = padding, each target ending in EOS). The decoder reads the targets shifted
+    right after ``decoder_start_id`` (0, as T5 and Marian).
+    """
+
+    config: TransformerConfig = TransformerConfig()
+    max_source_length: int = 64
+    max_target_length: int = 64
+    label_smoothing: float = 0.1
+    decoder_start_id: int = 0
+
+    @property
+    def network(self) -> EncoderDecoder:
+        return EncoderDecoder(self.config)
+
+    @property
+    def input_vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        return {"inputs": np.ones((batch_size, self.max_source_length), np.int32),
+                "targets": np.ones((batch_size, self.max_target_length), np.int32)}
+
+    def tokens_per_example(self, batch: Any) -> int:
+        return int(batch["targets"].shape[-1])
+
+    def init(self, rng: Array, batch: Batch) -> dict:
+        params_rng, dropout_rng = jax.random.split(rng)
+        return self.network.init({"params": params_rng, "dropout": dropout_rng},
+                                 batch["inputs"], batch["targets"],
+                                 deterministic=True)["params"]
+
+    def apply(self, params: dict, batch: Batch, *, rng: Array | None = None,
+              train: bool = False) -> Array:
+        decoder_inputs = shift_right(batch["targets"], self.decoder_start_id)
+        return self.network.apply({"params": params}, batch["inputs"], decoder_inputs,
+                                  deterministic=not train,
+                                  rngs={"dropout": rng} if train else None)
+
+    def loss(self, params: dict, batch: Batch, *, rng: Array | None,
+             train: bool) -> tuple[Array, Metrics]:
+        logits = self.apply(params, batch, rng=rng, train=train)
+        weights = (batch["targets"] > 0).astype(jnp.float32)
+        smoothed, nll, correct, count = layers.label_smoothed_cross_entropy(
+            logits, batch["targets"], weights, self.label_smoothing)
+        loss = smoothed / jnp.maximum(count, 1.0)
+        return loss, {"loss": (loss, jnp.ones(())), "nll": (nll, count),
+                      "token_accuracy": (correct, count)}
+
+    def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
+        return {"perplexity": perplexity(averages["nll"])} if "nll" in averages else {}
+
+    def flops_per_example(self) -> float:
+        """3x forward matmul FLOPs: encoder, decoder (self + cross attention), softmax."""
+        cfg, ls, lt = self.config, self.max_source_length, self.max_target_length
+        d, f = cfg.d_model, cfg.d_ff
+        enc = ls * cfg.num_encoder_layers * (8 * d * d + 4 * d * f + 4 * ls * d)
+        dec = lt * cfg.num_decoder_layers * (8 * d * d + 4 * d * f + 4 * lt * d
+                                              + 4 * d * d + 4 * ls * d) + 4 * ls * d * d \
+            * cfg.num_decoder_layers
+        return 3.0 * (enc + dec + 2 * lt * d * cfg.vocab_size)
+
+    # -- decoding ---------------------------------------------------------------------
+    def init_cache(self, params: dict, encoded: Array, inputs: Array,
+                   max_length: int) -> dict:
+        """An empty key/value cache for ``max_length`` target positions."""
+        dummy = jnp.zeros((inputs.shape[0], max_length), jnp.int32)
+        _, variables = self.network.apply(
+            {"params": params}, encoded, inputs, dummy, decode=True,
+            method=EncoderDecoder.decode, mutable=["cache"])
+        return jax.tree.map(jnp.zeros_like, variables["cache"])
+
+    def encode(self, params: dict, inputs: Array) -> Array:
+        return self.network.apply({"params": params}, inputs, method=EncoderDecoder.encode)
+
+    def step_fn(self, params: dict) -> Callable[[Array, dict, Array], tuple[Array, dict]]:
+        """``step_fn(token_ids [n], state, step)`` for ``pretrain_lm.decoding``; ``state``
+        holds ``encoded``, ``inputs`` and the ``cache`` (every leaf ``[n, ...]``)."""
+
+        def step(token_ids: Array, state: dict, position: Array) -> tuple[Array, dict]:
+            logits, variables = self.network.apply(
+                {"params": params, "cache": state["cache"]}, state["encoded"],
+                state["inputs"], token_ids[:, None], decode=True, decode_position=position,
+                method=EncoderDecoder.decode, mutable=["cache"])
+            return logits[:, 0], {**state, "cache": variables["cache"]}
+
+        return step
+
+    def decode_state(self, params: dict, inputs: Array, max_length: int) -> dict:
+        """The initial decoding state for a batch of source ids."""
+        encoded = self.encode(params, inputs)
+        return {"encoded": encoded, "inputs": inputs,
+                "cache": self.init_cache(params, encoded, inputs, max_length)}

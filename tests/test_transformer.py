@@ -1,0 +1,143 @@
+"""The MT Transformer and the GPT decoder against HuggingFace, and their invariants."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import torch
+import transformers
+
+from models import gpt, transformer
+from pretrain_lm import interop_transformer
+
+VOCAB = 64
+
+
+def _marian():
+    config = transformers.MarianConfig(
+        vocab_size=VOCAB, d_model=32, encoder_layers=2, decoder_layers=2,
+        encoder_attention_heads=4, decoder_attention_heads=4, encoder_ffn_dim=64,
+        decoder_ffn_dim=64, activation_function="relu", max_position_embeddings=64,
+        scale_embedding=True, pad_token_id=0, eos_token_id=1, decoder_start_token_id=0,
+        dropout=0.0, attention_dropout=0.0, activation_dropout=0.0)
+    torch.manual_seed(0)
+    model = transformers.MarianMTModel(config).eval()
+    with torch.no_grad():
+        model.final_logits_bias.normal_(0, 0.5)
+    ours = transformer.TransformerConfig(
+        vocab_size=VOCAB, d_model=32, num_encoder_layers=2, num_decoder_layers=2,
+        num_heads=4, d_ff=64, dropout_rate=0.0, max_length=64, output_bias=True,
+        layer_norm_epsilon=1e-5)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    params = interop_transformer.transformer_params_from_marian(state, ours)
+    return model, transformer.TranslationModel(ours, 12, 10), params
+
+
+def _gpt2():
+    config = transformers.GPT2Config(vocab_size=VOCAB, n_positions=32, n_embd=32, n_layer=2,
+                                     n_head=4, activation_function="gelu_new",
+                                     resid_pdrop=0.0, embd_pdrop=0.0, attn_pdrop=0.0)
+    torch.manual_seed(1)
+    model = transformers.GPT2LMHeadModel(config).eval()
+    ours = gpt.gpt_config(vocab_size=VOCAB, d_model=32, num_layers=2, num_heads=4,
+                          max_length=32, dropout_rate=0.0)
+    state = {k: v.numpy() for k, v in model.state_dict().items()}
+    return model, gpt.LanguageModel(ours, max_length=12), interop_transformer.gpt_params_from_hf(
+        state, ours)
+
+
+def _batch(rng: np.random.Generator, b: int, length: int, pad_from: int | None = None):
+    ids = rng.integers(2, VOCAB, size=(b, length)).astype(np.int32)
+    if pad_from is not None:
+        ids[0, pad_from:] = 0
+    return ids
+
+
+def test_marian_logits_match_huggingface():
+    hf, model, params = _marian()
+    rng = np.random.default_rng(0)
+    inputs, targets = _batch(rng, 3, 12, pad_from=7), _batch(rng, 3, 10)
+    decoder_inputs = np.asarray(transformer.shift_right(jnp.asarray(targets)))
+    with torch.no_grad():
+        expected = hf(input_ids=torch.tensor(inputs, dtype=torch.long),
+                      attention_mask=torch.tensor(inputs > 0, dtype=torch.long),
+                      decoder_input_ids=torch.tensor(decoder_inputs, dtype=torch.long)
+                      ).logits.numpy()
+    got = model.apply(params, {"inputs": inputs, "targets": targets})
+    np.testing.assert_allclose(np.asarray(got), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_gpt2_logits_match_huggingface():
+    hf, model, params = _gpt2()
+    ids = _batch(np.random.default_rng(1), 3, 12)
+    with torch.no_grad():
+        expected = hf(input_ids=torch.tensor(ids, dtype=torch.long)).logits.numpy()
+    got = model.network.apply({"params": params}, ids, deterministic=True)
+    np.testing.assert_allclose(np.asarray(got), expected, atol=1e-4, rtol=1e-4)
+
+
+def test_kv_cache_steps_equal_the_full_forward():
+    for build in (_marian, _gpt2):
+        _, model, params = build()
+        rng = np.random.default_rng(2)
+        targets = _batch(rng, 2, 8)
+        prefix = np.asarray(transformer.shift_right(jnp.asarray(targets)))
+        if isinstance(model, transformer.TranslationModel):
+            inputs = _batch(rng, 2, 12, pad_from=9)
+            full = model.apply(params, {"inputs": inputs, "targets": targets})
+            state = model.decode_state(params, jnp.asarray(inputs), 8)
+        else:
+            full = model.apply(params, {"targets": targets})
+            state = model.decode_state(params, 2, 8)
+        step = jax.jit(model.step_fn(params))
+        for t in range(8):
+            logits, state = step(jnp.asarray(prefix[:, t]), state, jnp.int32(t))
+            np.testing.assert_allclose(np.asarray(logits), np.asarray(full[:, t]), atol=1e-4)
+
+
+def test_future_targets_and_source_padding_never_leak():
+    _, model, params = _marian()
+    rng = np.random.default_rng(3)
+    inputs, targets = _batch(rng, 2, 12, pad_from=6), _batch(rng, 2, 10)
+    base = np.asarray(model.apply(params, {"inputs": inputs, "targets": targets}))
+    for t in (3, 7):
+        changed = targets.copy()
+        changed[:, t] = (changed[:, t] + 5) % (VOCAB - 2) + 2
+        out = np.asarray(model.apply(params, {"inputs": inputs, "targets": changed}))
+        np.testing.assert_allclose(out[:, :t + 1], base[:, :t + 1], atol=1e-6)
+        assert np.abs(out[:, t + 1:] - base[:, t + 1:]).max() > 1e-3
+    # More source padding (row 0 is already padded from position 6) changes nothing.
+    longer = np.concatenate([inputs, np.zeros((2, 4), np.int32)], axis=1)
+    out = np.asarray(model.apply(params, {"inputs": longer, "targets": targets}))
+    np.testing.assert_allclose(out, base, atol=1e-5)
+
+
+def test_label_smoothing_is_the_mixture_with_a_uniform_target():
+    from models import layers
+
+    logits = jnp.asarray(np.random.default_rng(4).normal(size=(2, 3, 7)), jnp.float32)
+    labels = jnp.asarray([[1, 2, 3], [4, 5, 6]])
+    weights = jnp.asarray([[1.0, 1.0, 0.0], [1.0, 1.0, 1.0]])
+    smoothed, nll, _, count = layers.label_smoothed_cross_entropy(logits, labels, weights, 0.1)
+    log_p = jax.nn.log_softmax(logits)
+    target = 0.9 * jax.nn.one_hot(labels, 7) + 0.1 / 7
+    expected = -jnp.sum(jnp.sum(target * log_p, -1) * weights)
+    np.testing.assert_allclose(smoothed, expected, rtol=1e-6)
+    assert float(count) == 5 and float(nll) < float(smoothed)
+
+
+@pytest.mark.parametrize("positions", ["sinusoidal", "learned"])
+def test_pre_ln_and_learned_positions_build(positions):
+    cfg = transformer.TransformerConfig(vocab_size=VOCAB, d_model=16, num_encoder_layers=1,
+                                        num_decoder_layers=1, num_heads=2, d_ff=32,
+                                        pre_layer_norm=True, positions=positions,
+                                        max_length=16)
+    model = transformer.TranslationModel(cfg, 8, 8)
+    params = model.init(jax.random.key(0), model.example_batch(2))
+    assert "final_layer_norm" in params["decoder"]
+    loss, _ = model.loss(jax.tree.map(lambda x: getattr(x, "value", x), params,
+                                      is_leaf=lambda x: hasattr(x, "value")),
+                         model.example_batch(2), rng=jax.random.key(1), train=True)
+    assert np.isfinite(loss)
