@@ -20,7 +20,7 @@ import numpy as np
 
 from models import layers
 from models.base import Batch, Metrics, Model, perplexity
-from models.transformer import Decoder, TokenEmbedding, TransformerConfig, shift_right
+from models.transformer import Decoder, TokenEmbedding, TransformerConfig
 
 Array = jax.Array
 
@@ -58,12 +58,12 @@ class DecoderOnlyLM(nn.Module):
 
 @dataclasses.dataclass(frozen=True)
 class LanguageModel(Model):
-    """Next-token prediction over ``targets`` [b, length] (0 = padding): the network reads
-    the targets shifted right after ``start_id`` and is scored on every real token."""
+    """Next-token prediction (seqio ``DecoderFeatureConverter`` names): the network reads
+    ``decoder_input_tokens`` (the targets shifted right after 0) and is scored on
+    ``decoder_target_tokens`` where ``decoder_loss_weights`` is 1."""
 
     config: TransformerConfig = dataclasses.field(default_factory=gpt_config)
     max_length: int = 128
-    start_id: int = 0
 
     @property
     def network(self) -> DecoderOnlyLM:
@@ -74,28 +74,31 @@ class LanguageModel(Model):
         return self.config.vocab_size
 
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
-        return {"targets": np.ones((batch_size, self.max_length), np.int32)}
+        shape = (batch_size, self.max_length)
+        return {"decoder_target_tokens": np.ones(shape, np.int32),
+                "decoder_input_tokens": np.ones(shape, np.int32),
+                "decoder_loss_weights": np.ones(shape, np.float32)}
 
     def tokens_per_example(self, batch: Any) -> int:
-        return int(batch["targets"].shape[-1])
+        return int(batch["decoder_target_tokens"].shape[-1])
 
     def init(self, rng: Array, batch: Batch) -> dict:
         params_rng, dropout_rng = jax.random.split(rng)
         return self.network.init({"params": params_rng, "dropout": dropout_rng},
-                                 batch["targets"], deterministic=True)["params"]
+                                 batch["decoder_input_tokens"], deterministic=True)["params"]
 
     def apply(self, params: dict, batch: Batch, *, rng: Array | None = None,
               train: bool = False) -> Array:
-        inputs = shift_right(batch["targets"], self.start_id)
-        return self.network.apply({"params": params}, inputs, deterministic=not train,
+        return self.network.apply({"params": params}, batch["decoder_input_tokens"],
+                                  deterministic=not train,
                                   rngs={"dropout": rng} if train else None)
 
     def loss(self, params: dict, batch: Batch, *, rng: Array | None,
              train: bool) -> tuple[Array, Metrics]:
         logits = self.apply(params, batch, rng=rng, train=train)
-        weights = (batch["targets"] > 0).astype(jnp.float32)
+        weights = batch["decoder_loss_weights"].astype(jnp.float32)
         _, nll, correct, count = layers.label_smoothed_cross_entropy(
-            logits, batch["targets"], weights, 0.0)
+            logits, batch["decoder_target_tokens"], weights, 0.0)
         loss = nll / jnp.maximum(count, 1.0)
         return loss, {"loss": (loss, jnp.ones(())), "nll": (nll, count),
                       "token_accuracy": (correct, count)}

@@ -199,17 +199,24 @@ def shift_right(targets: Array, start_id: int = 0) -> Array:
     return jnp.concatenate([start, targets[:, :-1]], axis=1)
 
 
-def unbox(tree: Any) -> Any:
-    return nn.meta.unbox(tree)
+def seq2seq_batch(inputs: np.ndarray, targets: np.ndarray, start_id: int = 0
+                  ) -> dict[str, np.ndarray]:
+    """Model features (seqio ``EncDecFeatureConverter`` names) from padded id arrays."""
+    targets = np.asarray(targets)
+    return {"encoder_input_tokens": np.asarray(inputs),
+            "decoder_target_tokens": targets,
+            "decoder_input_tokens": np.asarray(shift_right(jnp.asarray(targets), start_id)),
+            "decoder_loss_weights": (targets > 0).astype(np.float32)}
 
 
 @dataclasses.dataclass(frozen=True)
 class TranslationModel(Model):
     """Sequence-to-sequence objective: label-smoothed cross-entropy over target tokens.
 
-    Batches: ``inputs`` [b, source_length] and ``targets`` [b, target_length] (ids,
-    0 = padding, each target ending in EOS). The decoder reads the targets shifted
-    right after ``decoder_start_id`` (0, as T5 and Marian).
+    Batches use seqio's ``EncDecFeatureConverter`` names: ``encoder_input_tokens``
+    [b, source_length], ``decoder_target_tokens`` [b, target_length] (ids, 0 = padding,
+    each target ending in EOS), ``decoder_input_tokens`` (the targets shifted right after
+    0, as T5 and Marian) and ``decoder_loss_weights``.
     """
 
     config: TransformerConfig = TransformerConfig()
@@ -227,31 +234,34 @@ class TranslationModel(Model):
         return self.config.vocab_size
 
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
-        return {"inputs": np.ones((batch_size, self.max_source_length), np.int32),
-                "targets": np.ones((batch_size, self.max_target_length), np.int32)}
+        source = (batch_size, self.max_source_length)
+        target = (batch_size, self.max_target_length)
+        return {"encoder_input_tokens": np.ones(source, np.int32),
+                "decoder_target_tokens": np.ones(target, np.int32),
+                "decoder_input_tokens": np.ones(target, np.int32),
+                "decoder_loss_weights": np.ones(target, np.float32)}
 
     def tokens_per_example(self, batch: Any) -> int:
-        return int(batch["targets"].shape[-1])
+        return int(batch["decoder_target_tokens"].shape[-1])
 
     def init(self, rng: Array, batch: Batch) -> dict:
         params_rng, dropout_rng = jax.random.split(rng)
         return self.network.init({"params": params_rng, "dropout": dropout_rng},
-                                 batch["inputs"], batch["targets"],
+                                 batch["encoder_input_tokens"], batch["decoder_input_tokens"],
                                  deterministic=True)["params"]
 
     def apply(self, params: dict, batch: Batch, *, rng: Array | None = None,
               train: bool = False) -> Array:
-        decoder_inputs = shift_right(batch["targets"], self.decoder_start_id)
-        return self.network.apply({"params": params}, batch["inputs"], decoder_inputs,
-                                  deterministic=not train,
+        return self.network.apply({"params": params}, batch["encoder_input_tokens"],
+                                  batch["decoder_input_tokens"], deterministic=not train,
                                   rngs={"dropout": rng} if train else None)
 
     def loss(self, params: dict, batch: Batch, *, rng: Array | None,
              train: bool) -> tuple[Array, Metrics]:
         logits = self.apply(params, batch, rng=rng, train=train)
-        weights = (batch["targets"] > 0).astype(jnp.float32)
+        weights = batch["decoder_loss_weights"].astype(jnp.float32)
         smoothed, nll, correct, count = layers.label_smoothed_cross_entropy(
-            logits, batch["targets"], weights, self.label_smoothing)
+            logits, batch["decoder_target_tokens"], weights, self.label_smoothing)
         loss = smoothed / jnp.maximum(count, 1.0)
         return loss, {"loss": (loss, jnp.ones(())), "nll": (nll, count),
                       "token_accuracy": (correct, count)}

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import NamedTuple
 
 import jax
+import jax.numpy as jnp
 import optax
 
 
@@ -88,4 +89,37 @@ def adamw(
     chain.append(optax.adamw(
         learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
         mask=lambda params: decay_mask(params, exclude_from_weight_decay)))
+    return Optimizer(optax.chain(*chain), learning_rate)
+
+
+def rsqrt_schedule(d_model: int, warmup_steps: int = 4000, scale: float = 1.0
+                   ) -> optax.Schedule:
+    """The Transformer's ``lr = scale * d_model^-0.5 * min(step^-0.5, step * warmup^-1.5)``
+    (Vaswani et al. 2017, eq. 3), with ``step`` counted from 1."""
+
+    def schedule(count: jax.Array) -> jax.Array:
+        step = jnp.asarray(count, jnp.float32) + 1.0
+        return scale * d_model ** -0.5 * jnp.minimum(step ** -0.5, step * warmup_steps ** -1.5)
+
+    return schedule
+
+
+def transformer_adam(
+    *,
+    d_model: int = 512,
+    warmup_steps: int = 4000,
+    scale: float = 1.0,
+    total_steps: int | None = None,
+    b1: float = 0.9,
+    b2: float = 0.98,
+    eps: float = 1e-9,
+    clip_norm: float | None = None,
+) -> Optimizer:
+    """Adam (beta 0.9/0.98, eps 1e-9) with the Transformer's warm-up / inverse-square-root
+    schedule; no weight decay. ``total_steps`` is accepted (the trainer passes it) and
+    unused: this schedule has no horizon."""
+    del total_steps
+    learning_rate = rsqrt_schedule(d_model, warmup_steps, scale)
+    chain = [optax.clip_by_global_norm(clip_norm)] if clip_norm is not None else []
+    chain.append(optax.adam(learning_rate, b1=b1, b2=b2, eps=eps))
     return Optimizer(optax.chain(*chain), learning_rate)

@@ -56,7 +56,8 @@ def get_vocabulary(task_or_mixture: str) -> WordPieceVocabulary:
     """The input vocabulary of a registered task or mixture (the model needs vocab_size)."""
     from tasks import preprocessors as pp
 
-    return _provider(task_or_mixture).output_features[pp.INPUT_IDS].vocabulary
+    features = _provider(task_or_mixture).output_features
+    return features[pp.INPUT_IDS if pp.INPUT_IDS in features else "targets"].vocabulary
 
 
 def num_examples(task_or_mixture: str, split: str) -> int:
@@ -112,8 +113,10 @@ def get_dataset(
     task_or_mixture: str,
     *,
     split: str,
-    max_seq_length: int,
+    max_seq_length: int | None = None,
     max_predictions_per_seq: int | None = None,
+    inputs_length: int | None = None,
+    targets_length: int | None = None,
     batch_size: int,
     seed: int,
     shuffle: bool,
@@ -148,10 +151,23 @@ def get_dataset(
     if not 0 <= shard_index < num_shards:
         raise ValueError(f"shard_index={shard_index} must be in [0, num_shards={num_shards}).")
     provider = _provider(task_or_mixture)
-    vocab = provider.output_features[pp.INPUT_IDS].vocabulary
+    vocab = get_vocabulary(task_or_mixture)
     finetuning = importlib.import_module("tasks.finetuning")
     is_finetuning = finetuning.is_finetuning_task(provider)
-    if is_finetuning:
+    converter = None
+    if set(provider.output_features) in ({"inputs", "targets"}, {"targets"}):
+        # Sequence-to-sequence (translation) or decoder-only LM: seqio's converters.
+        lengths = {"targets": targets_length}
+        if "inputs" in provider.output_features:
+            lengths["inputs"] = inputs_length
+            converter = seqio.EncDecFeatureConverter(pack=False)
+        else:
+            converter = seqio.DecoderFeatureConverter(pack=False)
+        if None in lengths.values():
+            raise ValueError(f"Task {task_or_mixture!r} needs feature lengths {sorted(lengths)} "
+                             "(DataConfig.feature_lengths = {'inputs_length': ..., "
+                             "'targets_length': ...}).")
+    elif is_finetuning:
         lengths = finetuning.sequence_length(provider, max_seq_length)
     elif max_predictions_per_seq is None:
         raise ValueError(f"Pretraining task {task_or_mixture!r} needs max_predictions_per_seq.")
@@ -170,6 +186,9 @@ def get_dataset(
     if isinstance(provider, seqio.Mixture):
         kwargs["log_mixing_proportions"] = False
     ds = provider.get_dataset(**kwargs)
+    if converter is not None:
+        ds = converter(ds, lengths)
+        return _batch_padding_last(ds, batch_size, task_or_mixture, split)
     if is_finetuning:
         head = finetuning.provider_spec(provider).head
         converter = finetuning.FineTuningFeatureConverter(head, pad_id=vocab.pad_id)
@@ -211,7 +230,8 @@ def get_dataset(
 
 def _batch_padding_last(ds: tf.data.Dataset, batch_size: int, name: str, split: str
                         ) -> tf.data.Dataset:
-    """Batches; a partial last batch is filled with zero rows of `example_weight` 0."""
+    """Batches; a partial last batch is filled with all-zero rows (`example_weight` or
+    `decoder_loss_weights` 0: they count for nothing)."""
     import tensorflow as tf
     from absl import logging
 
@@ -224,7 +244,7 @@ def _batch_padding_last(ds: tf.data.Dataset, batch_size: int, name: str, split: 
         return n
 
     def fill(batch):
-        n = tf.shape(batch["example_weight"])[0]
+        n = tf.shape(next(iter(batch.values())))[0]
         missing = batch_size - n
         missing = tf.cond(missing > 0, lambda: tf.numpy_function(
             report, [missing], tf.int32, stateful=False), lambda: missing)

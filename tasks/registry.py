@@ -28,12 +28,16 @@ import os
 
 import seqio
 
-from tasks import conll, glue, pretraining, squad
+from tasks import conll, glue, pretraining, squad, translation
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 AUSTEN_CORPUS = os.path.join(DATA_DIR, "corpus", "austen.txt")
 AUSTEN_VOCAB = os.path.join(DATA_DIR, "vocab", "austen_uncased", "vocab.txt")
 AUSTEN_NOVELS_DIR = os.path.join(DATA_DIR, "classification", "austen_novels")
+PARALLEL_DIR = os.path.join(DATA_DIR, "parallel")
+SPM_EN_DE = os.path.join(DATA_DIR, "vocab", "spm_en_de_4k", "spm.model")
+WMT_SPM = {"de": os.path.join(DATA_DIR, "vocab", "spm_wmt14_en_de_32k", "spm.model"),
+           "fr": os.path.join(DATA_DIR, "vocab", "spm_wmt14_en_fr_32k", "spm.model")}
 BERT_UNCASED_VOCAB = os.path.join(DATA_DIR, "vocab", "bert_uncased", "vocab.txt")
 
 
@@ -72,6 +76,20 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
         glue.register_labelled_tsv_task(
             "austen_novels_bert_uncased", AUSTEN_NOVELS_DIR, bert_vocab, glue.AUSTEN_NOVELS),
     ]
+    en_de = seqio.SentencePieceVocabulary(SPM_EN_DE)
+    translation_tasks = [
+        translation.register_tsv_translation_task(
+            "translate_en_de_debian_l10n", os.path.join(PARALLEL_DIR, "en-de"), en_de,
+            "en", "de"),
+        *(translation.register_wmt_task(
+            f"wmt14_translate_en_{lang}", f"wmt14_translate/{lang}-en:1.0.0",
+            seqio.SentencePieceVocabulary(WMT_SPM[lang]), "en", lang, tfds_data_dir)
+          for lang in ("de", "fr")),
+        translation.register_wmt_task(
+            "wmt_t2t_translate_en_de", "wmt_t2t_translate/de-en:1.0.0",
+            seqio.SentencePieceVocabulary(WMT_SPM["de"]), "en", "de", tfds_data_dir),
+    ]
+    finetuning += translation_tasks
     names = [n if isinstance(n, str) else n.name for n in finetuning]
     return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names]
 

@@ -65,7 +65,7 @@ def test_marian_logits_match_huggingface():
                       attention_mask=torch.tensor(inputs > 0, dtype=torch.long),
                       decoder_input_ids=torch.tensor(decoder_inputs, dtype=torch.long)
                       ).logits.numpy()
-    got = model.apply(params, {"inputs": inputs, "targets": targets})
+    got = model.apply(params, transformer.seq2seq_batch(inputs, targets))
     np.testing.assert_allclose(np.asarray(got), expected, atol=1e-4, rtol=1e-4)
 
 
@@ -86,10 +86,10 @@ def test_kv_cache_steps_equal_the_full_forward():
         prefix = np.asarray(transformer.shift_right(jnp.asarray(targets)))
         if isinstance(model, transformer.TranslationModel):
             inputs = _batch(rng, 2, 12, pad_from=9)
-            full = model.apply(params, {"inputs": inputs, "targets": targets})
+            full = model.apply(params, transformer.seq2seq_batch(inputs, targets))
             state = model.decode_state(params, jnp.asarray(inputs), 8)
         else:
-            full = model.apply(params, {"targets": targets})
+            full = model.apply(params, {"decoder_input_tokens": prefix})
             state = model.decode_state(params, 2, 8)
         step = jax.jit(model.step_fn(params))
         for t in range(8):
@@ -101,16 +101,16 @@ def test_future_targets_and_source_padding_never_leak():
     _, model, params = _marian()
     rng = np.random.default_rng(3)
     inputs, targets = _batch(rng, 2, 12, pad_from=6), _batch(rng, 2, 10)
-    base = np.asarray(model.apply(params, {"inputs": inputs, "targets": targets}))
+    base = np.asarray(model.apply(params, transformer.seq2seq_batch(inputs, targets)))
     for t in (3, 7):
         changed = targets.copy()
         changed[:, t] = (changed[:, t] + 5) % (VOCAB - 2) + 2
-        out = np.asarray(model.apply(params, {"inputs": inputs, "targets": changed}))
+        out = np.asarray(model.apply(params, transformer.seq2seq_batch(inputs, changed)))
         np.testing.assert_allclose(out[:, :t + 1], base[:, :t + 1], atol=1e-6)
         assert np.abs(out[:, t + 1:] - base[:, t + 1:]).max() > 1e-3
     # More source padding (row 0 is already padded from position 6) changes nothing.
     longer = np.concatenate([inputs, np.zeros((2, 4), np.int32)], axis=1)
-    out = np.asarray(model.apply(params, {"inputs": longer, "targets": targets}))
+    out = np.asarray(model.apply(params, transformer.seq2seq_batch(longer, targets)))
     np.testing.assert_allclose(out, base, atol=1e-5)
 
 
