@@ -302,6 +302,8 @@ class MultiHeadAttention(nn.Module):
         if mask is not None:
             logits = logits + attention_bias_from_mask(mask, logits.dtype)
         weights = jax.nn.softmax(logits.astype(jnp.float32), axis=-1).astype(cfg.dtype)
+        # Kept only when applied with mutable=["intermediates"] (attention plots).
+        self.sow("intermediates", "attention_weights", weights)
         weights = Dropout(cfg.dropout_rate)(weights, deterministic=deterministic)
         context = jnp.einsum("bhqk,bkhd->bqhd", weights, value)
         context = constrain(context, BATCH, LENGTH, HEADS, KV)

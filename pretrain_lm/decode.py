@@ -23,12 +23,10 @@ from typing import Any
 
 import gin
 import jax
-import jax.numpy as jnp
-import numpy as np
-from absl import app, flags, logging
-from tqdm import tqdm
+from absl import app, flags
 
 from pretrain_lm import gin_utils, host
+from pretrain_lm.mt import bleu, split_sources_and_references, translate_all
 
 _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "gin config files (in order).")
 _GIN_BINDINGS = flags.DEFINE_multi_string(
@@ -46,93 +44,6 @@ _TEMPERATURE = flags.DEFINE_float("temperature", 1.0, "Sampling temperature.")
 _TOP_K = flags.DEFINE_integer("top_k", 0, "Sampling top-k (0: off).")
 _TOP_P = flags.DEFINE_float("top_p", 1.0, "Sampling nucleus top-p (1: off).")
 _LIMIT = flags.DEFINE_integer("max_examples", None, "Translate only the first N.")
-
-
-def make_translate_fn(model: Any, *, method: str = "beam", beam_size: int = 4,
-                      alpha: float = 0.6, max_length: int = 64, eos_id: int = 1,
-                      temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
-                      ) -> Any:
-    """A jitted ``(params, inputs [b, l], rng) -> tokens [b, max_length]`` translator."""
-    from pretrain_lm import decoding
-
-    def translate(params: Any, inputs: jax.Array, rng: jax.Array) -> jax.Array:
-        batch = inputs.shape[0]
-        state = model.decode_state(params, inputs, max_length)
-        common = dict(bos_id=model.decoder_start_id, eos_id=eos_id, max_length=max_length,
-                      batch_size=batch)
-        if method == "greedy":
-            return decoding.greedy(model.step_fn(params), state, **common)[0]
-        if method == "sample":
-            return decoding.sample(model.step_fn(params), state, rng, temperature=temperature,
-                                   top_k=top_k, top_p=top_p, **common)[0]
-        tokens, _ = decoding.beam_search(model.step_fn(params), state, beam_size=beam_size,
-                                         alpha=alpha, **common)
-        return tokens[:, 0]
-
-    return jax.jit(translate)
-
-
-def translate_all(model: Any, params: Any, vocab: Any, sources: list[str], *,
-                  inputs_length: int, batch_size: int = 64, progress: bool = True,
-                  **options: Any) -> tuple[list[str], dict[str, int]]:
-    """Detokenised translations of ``sources``; counts the sources cut to fit."""
-    ids = [vocab.encode(s) for s in sources]
-    empty = [i for i, x in enumerate(ids) if not x]
-    if empty:
-        raise ValueError(f"{len(empty)} empty source line(s) (first at line {empty[0] + 1}); "
-                         "remove them or give them text.")
-    counts = {"sources": len(ids), "sources_truncated": sum(len(x) > inputs_length
-                                                            for x in ids)}
-    if counts["sources_truncated"]:
-        logging.warning("%d of %d sources are longer than %d pieces and were cut.",
-                        counts["sources_truncated"], len(ids), inputs_length)
-    fn = make_translate_fn(model, **options)
-    eos = options.get("eos_id", 1)
-    out: list[str] = []
-    rng = jax.random.key(0)
-    for start in tqdm(range(0, len(ids), batch_size), desc="decode", unit="batch",
-                      disable=not progress):
-        chunk = ids[start:start + batch_size]
-        batch = np.zeros((batch_size, inputs_length), np.int32)
-        for row, x in enumerate(chunk):
-            batch[row, :min(len(x), inputs_length)] = x[:inputs_length]
-        tokens = np.asarray(fn(params, jnp.asarray(batch), jax.random.fold_in(rng, start)))
-        for row in range(len(chunk)):
-            seq = [int(t) for t in tokens[row]]
-            seq = seq[:seq.index(eos)] if eos in seq else seq
-            out.append(vocab.decode([t for t in seq if t > 0]))
-    return out, counts
-
-
-def bleu(hypotheses: list[str], references: list[str], sources: list[str]) -> dict[str, Any]:
-    """sacrebleu corpus BLEU (with its signature) and chrF, and the copy-the-source BLEU."""
-    import sacrebleu
-
-    metric = sacrebleu.metrics.BLEU()
-    score = metric.corpus_score(hypotheses, [references])
-    copy = sacrebleu.metrics.BLEU().corpus_score(sources, [references])
-    chrf = sacrebleu.metrics.CHRF().corpus_score(hypotheses, [references])
-    return {"bleu": score.score, "signature": str(metric.get_signature()),
-            "chrf": chrf.score, "copy_source_bleu": copy.score, "detail": str(score),
-            "sentences": len(hypotheses)}
-
-
-def split_sources_and_references(task: str, split: str) -> tuple[list[str], list[str]]:
-    """The raw source and reference strings of a seqio translation split, in order."""
-    import tasks
-
-    provider = tasks._provider(task)
-    source = provider.source
-    ds = source.get_dataset(split=split, shuffle=False)
-    for pre in provider.preprocessors:  # source-specific steps before tokenisation
-        if getattr(pre, "__name__", "") == "tokenize":
-            break
-        ds = pre(ds)
-    sources, references = [], []
-    for ex in ds.as_numpy_iterator():
-        sources.append(ex["inputs"].decode("utf-8"))
-        references.append(ex["targets"].decode("utf-8"))
-    return sources, references
 
 
 def main(argv: list[str]) -> None:

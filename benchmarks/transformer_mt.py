@@ -1,0 +1,336 @@
+r"""MT Transformer: training step and beam-search decoding, against HuggingFace Marian.
+
+    python -m benchmarks.transformer_mt [--steps=10 --decode_batches=3 --batch=64 \
+        --decode_batch=32 --length=48 --beam=4 --alpha=0.6 --peer=true]
+
+One small Transformer (d_model 256, 3+3 layers, 4 heads, d_ff 1024, vocab 8000, post-LN,
+sinusoidal positions, scaled and shared embeddings, ReLU), source and target length 48,
+in one run on this machine:
+
+1. the matmul peak: a 2048^3 float32 matmul through JAX (FLOP/s), the MFU denominator;
+2. training, batch 64, dropout 0.1, label smoothing 0.1, Adam (0.9, 0.98, eps 1e-9) with
+   the rsqrt schedule: ours is the real ``pretrain_lm.trainer.Trainer`` step (jitted,
+   donated, sharded by ``Partitioner()``) on ``TranslationModel``; the peer is
+   HuggingFace ``MarianMTModel`` (PyTorch CPU, train mode) with the same config, the same
+   batch (random ids, random lengths, padded), ``CrossEntropyLoss(ignore_index=-100,
+   label_smoothing=0.1)`` and ``torch.optim.Adam`` with the same betas and schedule.
+   Model FLOPs: ``TranslationModel.flops_per_example`` (padded lengths, matmuls only,
+   backward = 2x forward), the same count for both; MFU = model FLOP/s / matmul peak;
+   tokens/s counts the real (non-pad) target tokens;
+3. beam search, beam 4, HF length penalty (``alpha``), early stopping, up to ``length``
+   new tokens, batches of 32 padded random source sentences: ours is the jitted
+   ``encode + decoding.beam_search(..., length_penalty="hf")`` with the weights converted
+   from the peer's randomly initialised ``MarianMTModel``, the peer its
+   ``generate(num_beams=4, ...)`` under ``torch.no_grad``. Both are warmed up once
+   (compilation excluded). The best hypotheses of the two are compared token by token
+   (a sanity check: random weights give near-uniform next-token distributions, where
+   float rounding can flip near-ties). ``final_logits_bias`` of EOS is raised
+   (``--eos_bias``) so hypotheses end at varied lengths, as a trained model's do.
+
+The process keeps freed host memory mapped (``pretrain_lm.host``, as a training run does)
+for all measurements. Writes `results/bench_transformer_mt.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+_STEPS = flags.DEFINE_integer("steps", 10, "Timed training steps (after 3 warm-up steps).")
+_DECODE_BATCHES = flags.DEFINE_integer("decode_batches", 3,
+                                       "Timed decoding batches (after one warm-up batch).")
+_BATCH = flags.DEFINE_integer("batch", 64, "Training batch size.")
+_DECODE_BATCH = flags.DEFINE_integer("decode_batch", 32, "Source sentences per decode call.")
+_LENGTH = flags.DEFINE_integer("length", 48, "Source / target length and max new tokens.")
+_BEAM = flags.DEFINE_integer("beam", 4, "Beam size.")
+_ALPHA = flags.DEFINE_float("alpha", 0.6, "Length penalty exponent (HF convention).")
+_EOS_BIAS = flags.DEFINE_float("eos_bias", 1.0, "final_logits_bias of EOS for decoding.")
+_PEER = flags.DEFINE_bool("peer", True, "Also time HuggingFace transformers (PyTorch).")
+_OUTPUT = flags.DEFINE_string("output", "results/bench_transformer_mt.json", "JSON results.")
+
+VOCAB, D_MODEL, LAYERS, HEADS, D_FF = 8000, 256, 3, 4, 1024
+PAD, EOS, START = 0, 1, 0  # Marian's convention here: decoder start = pad = 0
+MAX_POSITIONS = 64
+
+
+def time_steps(step: Callable[[], object], steps: int, warmup: int = 3) -> float:
+    """Median seconds per call of ``step`` (which must block until done)."""
+    for _ in range(warmup):
+        step()
+    times = []
+    for _ in range(steps):
+        start = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
+    """FLOP/s of an n x n float32 matmul through XLA on the default device."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    seconds = time_steps(lambda: matmul(a, b).block_until_ready(), repeats)
+    return 2.0 * n**3 / seconds
+
+
+def our_config(dropout: float) -> Any:
+    from models import transformer
+
+    return transformer.TransformerConfig(
+        vocab_size=VOCAB, d_model=D_MODEL, num_encoder_layers=LAYERS,
+        num_decoder_layers=LAYERS, num_heads=HEADS, d_ff=D_FF, dropout_rate=dropout,
+        attention_dropout_rate=0.0, activation="relu", max_length=MAX_POSITIONS,
+        output_bias=True, layer_norm_epsilon=1e-5)
+
+
+def marian(dropout: float) -> Any:
+    """A randomly initialised ``MarianMTModel`` with the same architecture as ours."""
+    import torch
+    import transformers
+
+    transformers.logging.set_verbosity_error()
+    config = transformers.MarianConfig(
+        vocab_size=VOCAB, d_model=D_MODEL, encoder_layers=LAYERS, decoder_layers=LAYERS,
+        encoder_attention_heads=HEADS, decoder_attention_heads=HEADS, encoder_ffn_dim=D_FF,
+        decoder_ffn_dim=D_FF, activation_function="relu",
+        max_position_embeddings=MAX_POSITIONS, scale_embedding=True, pad_token_id=PAD,
+        eos_token_id=EOS, decoder_start_token_id=START, forced_eos_token_id=None,
+        dropout=dropout, attention_dropout=0.0, activation_dropout=0.0,
+        attn_implementation="sdpa")
+    torch.manual_seed(0)
+    return transformers.MarianMTModel(config)
+
+
+def random_ids(rng: np.random.Generator, lengths: np.ndarray, width: int) -> np.ndarray:
+    """Rows of random ids ``[2, VOCAB)`` ending in EOS at ``lengths``, then padding."""
+    ids = rng.integers(2, VOCAB, (len(lengths), width)).astype(np.int32)
+    positions = np.arange(width)[None]
+    ids[positions == lengths[:, None] - 1] = EOS
+    return np.where(positions < lengths[:, None], ids, PAD).astype(np.int32)
+
+
+def translation_batch(batch: int, length: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Source lengths uniform in [length / 4, length], targets within +-20% of them."""
+    from models import transformer
+
+    rng = np.random.default_rng(seed)
+    source_len = rng.integers(length // 4, length + 1, batch)
+    target_len = np.clip(np.round(source_len * rng.uniform(0.8, 1.2, batch)), 2, length)
+    return transformer.seq2seq_batch(random_ids(rng, source_len, length),
+                                     random_ids(rng, target_len.astype(int), length), START)
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def ours_train(batch_np: dict[str, np.ndarray], steps: int) -> float:
+    from models import transformer
+    from pretrain_lm import optimizers
+    from pretrain_lm.data import to_global
+    from pretrain_lm.partitioning import Partitioner
+    from pretrain_lm.trainer import Trainer
+
+    batch_size, length = batch_np["decoder_target_tokens"].shape
+    model = transformer.TranslationModel(our_config(0.1), max_source_length=length,
+                                         max_target_length=length, label_smoothing=0.1)
+    opt = optimizers.transformer_adam(d_model=D_MODEL, warmup_steps=4000)
+    partitioner = Partitioner()
+    trainer = Trainer(model, opt.tx, partitioner)
+    state = trainer.init_state()
+    batch = to_global(batch_np, partitioner.batch_sharding(), batch_size)
+
+    def step():
+        nonlocal state
+        state, metrics = trainer.train_step(state, batch)
+        jax.block_until_ready(metrics)
+
+    return time_steps(step, steps)
+
+
+def peer_train(batch_np: dict[str, np.ndarray], steps: int) -> float:
+    import torch
+
+    model = marian(0.1).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=1.0, betas=(0.9, 0.98), eps=1e-9)
+    warmup = 4000
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: D_MODEL ** -0.5 * min((s + 1) ** -0.5, (s + 1) * warmup ** -1.5))
+    loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=0.1)
+    source = torch.from_numpy(batch_np["encoder_input_tokens"].astype(np.int64))
+    targets = batch_np["decoder_target_tokens"].astype(np.int64)
+    labels = torch.from_numpy(np.where(targets > 0, targets, -100))
+    inputs = {"input_ids": source, "attention_mask": (source > 0).long(),
+              "decoder_input_ids": torch.from_numpy(
+                  batch_np["decoder_input_tokens"].astype(np.int64))}
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        logits = model(**inputs).logits
+        loss = loss_fn(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+
+    return time_steps(step, steps)
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def source_batches(count: int, batch: int, length: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(1)
+    return [random_ids(rng, rng.integers(length // 4, length + 1, batch), length)
+            for _ in range(count)]
+
+
+def trim(ids: list[int]) -> list[int]:
+    """Generated tokens up to and including EOS (or all of them)."""
+    return ids[: ids.index(EOS) + 1] if EOS in ids else ids
+
+
+def ours_decode(hf_model: Any, sources: list[np.ndarray], max_new: int, beam: int,
+                alpha: float) -> tuple[float, list[list[int]]]:
+    """Seconds for all batches but the first (warm-up) and the best hypothesis of each."""
+    from models import transformer
+    from pretrain_lm import decoding, interop_transformer
+
+    config = our_config(0.0)
+    state = {k: v.detach().numpy() for k, v in hf_model.state_dict().items()}
+    params = jax.device_put(interop_transformer.transformer_params_from_marian(state, config))
+    model = transformer.TranslationModel(config, max_source_length=sources[0].shape[1],
+                                         max_target_length=max_new)
+
+    @jax.jit
+    def translate(params: dict, inputs: jax.Array) -> jax.Array:
+        tokens, _ = decoding.beam_search(
+            model.step_fn(params), model.decode_state(params, inputs, max_new),
+            bos_id=START, eos_id=EOS, max_length=max_new, batch_size=inputs.shape[0],
+            beam_size=beam, alpha=alpha, length_penalty="hf", early_stopping=True)
+        return tokens[:, 0]
+
+    outputs, seconds = [], 0.0
+    for i, source in enumerate(sources):
+        start = time.perf_counter()
+        tokens = np.asarray(translate(params, jnp.asarray(source)))
+        if i:
+            seconds += time.perf_counter() - start
+        outputs += [trim(row) for row in tokens.tolist()]
+    return seconds, outputs
+
+
+def peer_decode(hf_model: Any, sources: list[np.ndarray], max_new: int, beam: int,
+                alpha: float) -> tuple[float, list[list[int]]]:
+    import torch
+
+    outputs, seconds = [], 0.0
+    for i, source in enumerate(sources):
+        ids = torch.from_numpy(source.astype(np.int64))
+        start = time.perf_counter()
+        with torch.no_grad():
+            out = hf_model.generate(
+                input_ids=ids, attention_mask=(ids > 0).long(), num_beams=beam,
+                max_new_tokens=max_new, length_penalty=alpha, early_stopping=True,
+                do_sample=False, eos_token_id=EOS, pad_token_id=PAD,
+                decoder_start_token_id=START)
+        if i:
+            seconds += time.perf_counter() - start
+        outputs += [trim(row) for row in out[:, 1:].tolist()]
+    return seconds, outputs
+
+
+# ----------------------------------------------------------------------------- main
+
+
+def main(argv: list[str]) -> None:
+    del argv
+    import torch
+
+    from models import transformer
+    from pretrain_lm import host
+
+    host.keep_freed_memory()  # as pretrain_lm.train does, before JAX starts (both impls gain)
+
+    batch, length, beam, alpha = _BATCH.value, _LENGTH.value, _BEAM.value, _ALPHA.value
+    model = transformer.TranslationModel(our_config(0.1), max_source_length=length,
+                                         max_target_length=length)
+    flops = model.flops_per_example() * batch
+    peak = matmul_peak()
+    batch_np = translation_batch(batch, length)
+    target_tokens = int(batch_np["decoder_loss_weights"].sum())
+    print(f"devices: {jax.devices()}  torch threads: {torch.get_num_threads()}  "
+          f"matmul peak (fp32, 2048^3): {peak / 1e9:.1f} GFLOP/s")
+    print(f"config: d_model {D_MODEL}, {LAYERS}+{LAYERS} layers, {HEADS} heads, d_ff {D_FF}, "
+          f"vocab {VOCAB}; train batch {batch} x {length}+{length} ({target_tokens} real "
+          f"target tokens), {flops / 1e9:.1f} GFLOP/step")
+    results: dict[str, Any] = {
+        "config": dict(d_model=D_MODEL, layers=LAYERS, heads=HEADS, d_ff=D_FF, vocab=VOCAB,
+                       batch=batch, length=length, decode_batch=_DECODE_BATCH.value,
+                       beam=beam, alpha=alpha, eos_bias=_EOS_BIAS.value),
+        "matmul_peak_flops": peak, "model_flops_per_step": flops,
+        "target_tokens_per_step": target_tokens, "train": {}, "decode": {}}
+
+    train_rows = [("pretrain_lm Trainer (JAX)", ours_train(batch_np, _STEPS.value))]
+    if _PEER.value:
+        train_rows.append(("transformers MarianMTModel (PyTorch)",
+                           peer_train(batch_np, _STEPS.value)))
+
+    sources = source_batches(_DECODE_BATCHES.value + 1, _DECODE_BATCH.value, length)
+    sentences = _DECODE_BATCHES.value * _DECODE_BATCH.value
+    hf_model = marian(0.0).eval()
+    with torch.no_grad():
+        hf_model.final_logits_bias[0, EOS] = _EOS_BIAS.value
+    seconds, ours_out = ours_decode(hf_model, sources, length, beam, alpha)
+    decode_rows = [("pretrain_lm beam_search (JAX)", seconds, ours_out)]
+    if _PEER.value:
+        seconds, peer_out = peer_decode(hf_model, sources, length, beam, alpha)
+        decode_rows.append(("transformers generate (PyTorch)", seconds, peer_out))
+
+    print(f"\ntraining step (batch {batch}, dropout 0.1, label smoothing 0.1, Adam):")
+    print(f"{'implementation':40s} {'ms/step':>9s} {'tokens/s':>10s} {'MFU':>7s}")
+    for name, seconds in train_rows:
+        mfu = flops / seconds / peak
+        print(f"{name:40s} {1e3 * seconds:9.1f} {target_tokens / seconds:10.0f} "
+              f"{100 * mfu:6.1f}%")
+        results["train"][name] = {"seconds_per_step": seconds,
+                                  "target_tokens_per_sec": target_tokens / seconds,
+                                  "mfu": mfu}
+    if len(train_rows) == 2:
+        ratio = train_rows[1][1] / train_rows[0][1]
+        results["train"]["speedup_vs_peer"] = ratio
+        print(f"ours / peer tokens/s: {ratio:.2f}x (target >= 1.5x)")
+
+    print(f"\nbeam search (beam {beam}, hf length penalty {alpha}, early stopping, "
+          f"<= {length} new tokens, {sentences} sentences in batches of "
+          f"{_DECODE_BATCH.value}, after one warm-up batch):")
+    print(f"{'implementation':40s} {'s/batch':>9s} {'sent/s':>10s} {'mean len':>9s}")
+    for name, seconds, out in decode_rows:
+        mean_len = float(np.mean([len(t) for t in out[_DECODE_BATCH.value:]]))
+        print(f"{name:40s} {seconds / _DECODE_BATCHES.value:9.3f} {sentences / seconds:10.1f} "
+              f"{mean_len:9.1f}")
+        results["decode"][name] = {"seconds": seconds, "sentences_per_sec": sentences / seconds,
+                                   "mean_output_length": mean_len}
+    if len(decode_rows) == 2:
+        ratio = decode_rows[1][1] / decode_rows[0][1]
+        same = sum(a == b for a, b in zip(decode_rows[0][2], decode_rows[1][2], strict=True))
+        total = len(decode_rows[0][2])
+        results["decode"].update(speedup_vs_peer=ratio, identical_outputs=same,
+                                 compared_outputs=total)
+        print(f"ours / peer sentences/s: {ratio:.2f}x (target >= 2x); identical best "
+              f"hypotheses: {same}/{total} (warm-up batch included)")
+    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
+    with open(_OUTPUT.value, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"wrote {_OUTPUT.value}")
+
+
+if __name__ == "__main__":
+    app.run(main)
