@@ -24,8 +24,12 @@ in one run on this machine:
    ``generate(num_beams=4, ...)`` under ``torch.no_grad``. Both are warmed up once
    (compilation excluded). The best hypotheses of the two are compared token by token
    (a sanity check: random weights give near-uniform next-token distributions, where
-   float rounding can flip near-ties). ``final_logits_bias`` of EOS is raised
-   (``--eos_bias``) so hypotheses end at varied lengths, as a trained model's do.
+   float rounding can flip near-ties). With random weights no hypothesis ends early (the
+   next-token distribution is near-uniform, EOS is never among the best), so every call
+   runs all ``length`` steps -- as a batch of real sentences of up to 48 tokens does, since
+   a batch stops with its longest item. ``--eos_bias`` (added to EOS's
+   ``final_logits_bias``) changes that, but near-uniform distributions then make
+   ``[EOS]`` alone the best hypothesis (any longer one has a much lower score).
 
 The process keeps freed host memory mapped (``pretrain_lm.host``, as a training run does)
 for all measurements. Writes `results/bench_transformer_mt.json`.
@@ -52,7 +56,7 @@ _DECODE_BATCH = flags.DEFINE_integer("decode_batch", 32, "Source sentences per d
 _LENGTH = flags.DEFINE_integer("length", 48, "Source / target length and max new tokens.")
 _BEAM = flags.DEFINE_integer("beam", 4, "Beam size.")
 _ALPHA = flags.DEFINE_float("alpha", 0.6, "Length penalty exponent (HF convention).")
-_EOS_BIAS = flags.DEFINE_float("eos_bias", 1.0, "final_logits_bias of EOS for decoding.")
+_EOS_BIAS = flags.DEFINE_float("eos_bias", 0.0, "final_logits_bias of EOS for decoding.")
 _PEER = flags.DEFINE_bool("peer", True, "Also time HuggingFace transformers (PyTorch).")
 _OUTPUT = flags.DEFINE_string("output", "results/bench_transformer_mt.json", "JSON results.")
 

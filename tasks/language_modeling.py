@@ -1,0 +1,275 @@
+r"""Decoder-only (GPT-style) language-modelling tasks: running text cut into chunks.
+
+* ``register_corpus_lm_task(name, corpus_path, vocab)``: a BERT-format text file (one
+  sentence per line, a blank line between documents; ``data/corpus/austen.txt`` has one
+  document per chapter), split into ``train`` / ``validation`` by document exactly as the
+  BERT task (``tasks.pretraining.corpus_split_documents``: a stable hash of each
+  chapter), so no chapter is in both splits.
+* ``register_lm1b_lm_task(name, vocab)``: TFDS ``lm1b`` (``validation`` = its ``test``
+  split); its sentences are independent (shuffled), so each one ends in EOS and runs of
+  ``sentences_per_group`` of them form the pseudo-documents that are cut into chunks.
+  ``DatasetNotPreparedError`` with the ``tfds build`` command when absent.
+* ``register_all_lm_tasks(data_dir)``: ``lm_austen_spm8k`` and ``lm1b_lm_spm8k`` with the
+  shipped 8,000-piece BPE model ``data/vocab/spm_austen_8k/spm.model``.
+
+Layout, GPT-2 style: within a document the sentences are joined with spaces into running
+text, tokenized with the sentencepiece vocabulary, and one EOS closes the document (the
+``<|endoftext|>`` of GPT-2). The document's ids are cut into consecutive chunks of
+``targets_length`` ids (the length given to ``tasks.get_dataset``); the last chunk of a
+document is shorter unless the length divides evenly. It is kept (padded with loss
+weight 0 by seqio's ``DecoderFeatureConverter``) unless ``drop_remainder=True``, which
+drops it and counts its ids. So every id of the text is trained on exactly once per epoch,
+predicted from the ids before it in its chunk (the first from the start id 0).
+
+Counters (``tasks.get_stats(name)``, from ``tasks.preprocessors.STATS``): ``documents``,
+``empty_documents`` (skipped), ``tokens`` (ids incl. EOS), ``chunks``, ``partial_chunks``
+(kept short last chunks), ``remainder_chunks_dropped`` / ``remainder_tokens_dropped``
+(with ``drop_remainder``), ``unk_tokens``.
+
+Learn the vocabulary (train split only; ids pad 0, eos 1, unk 2):
+
+    python -m tasks.language_modeling --corpus=data/corpus/austen.txt --vocab_size=8000 \
+      --model_prefix=data/vocab/spm_austen_8k/spm
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Mapping
+
+import numpy as np
+import seqio
+import tensorflow as tf
+
+from tasks import preprocessors as pp
+from tasks.pretraining import LM1B_TFDS, PreparedTfdsDataSource, corpus_split_documents
+
+SPLITS = ("train", "validation")
+DEFAULT_VALIDATION_FRACTION = 0.05
+# Chunks of one chapter are consecutive in the stream; the buffer must span many chapters
+# (the Austen train split is ~7,000 chunks of 128 ids: the whole epoch fits).
+DEFAULT_SHUFFLE_BUFFER = 10_000
+LM1B_SENTENCES_PER_GROUP = 256
+AUSTEN_SPM = os.path.join("vocab", "spm_austen_8k", "spm.model")
+
+
+# ---------------------------------------------------------------------------------------
+# Vocabulary
+
+
+def corpus_training_sentences(corpus_path: str,
+                              validation_fraction: float = DEFAULT_VALIDATION_FRACTION
+                              ) -> list[str]:
+    """The sentences (lines) of the train-split documents of a BERT-format corpus."""
+    docs = corpus_split_documents(corpus_path, "train", validation_fraction)
+    return [line for doc in docs for line in doc.split("\n") if line.strip()]
+
+
+def learn_corpus_bpe(corpus_path: str, model_prefix: str, vocab_size: int = 8000,
+                     validation_fraction: float = DEFAULT_VALIDATION_FRACTION) -> str:
+    """A BPE sentencepiece model (``tasks.translation.learn_bpe``) learned from the train
+    split's sentences only; returns the ``.model`` path."""
+    from tasks.translation import learn_bpe
+
+    sentences = corpus_training_sentences(corpus_path, validation_fraction)
+    return learn_bpe(sentences, model_prefix, vocab_size)
+
+
+# ---------------------------------------------------------------------------------------
+# Preprocessors
+
+
+def join_sentences(text: tf.Tensor) -> tf.Tensor:
+    """A document's sentences (one per line) as running text, separated by one space."""
+    lines = tf.strings.strip(tf.strings.split(text, sep="\n"))
+    lines = tf.boolean_mask(lines, tf.strings.length(lines) > 0)
+    return tf.strings.reduce_join(lines, separator=" ")
+
+
+def group_sentences(ds: tf.data.Dataset, output_features: Mapping[str, seqio.Feature],
+                    sentences_per_group: int = LM1B_SENTENCES_PER_GROUP) -> tf.data.Dataset:
+    """Tokenized one-sentence examples -> pseudo-documents: each sentence followed by EOS,
+    runs of ``sentences_per_group`` concatenated (the last run may be shorter)."""
+    eos = output_features["targets"].vocabulary.eos_id
+
+    def with_eos(ex: Mapping[str, tf.Tensor]) -> tf.Tensor:
+        return tf.concat([tf.cast(ex["targets"], tf.int32), tf.constant([eos], tf.int32)], 0)
+
+    ds = ds.map(with_eos, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = ds.ragged_batch(sentences_per_group)
+    return ds.map(lambda r: {"targets": r.flat_values}, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+def chunk_lengths(num_tokens: int, length: int, drop_remainder: bool = False) -> list[int]:
+    """Lengths of the consecutive chunks ``chunk_documents`` cuts ``num_tokens`` ids into."""
+    full, rest = divmod(num_tokens, length)
+    return [length] * full + ([rest] if rest and not drop_remainder else [])
+
+
+def chunk_documents(ds: tf.data.Dataset, sequence_length: Mapping[str, int],
+                    output_features: Mapping[str, seqio.Feature], *, stats_name: str,
+                    append_eos: bool = True, drop_remainder: bool = False
+                    ) -> tf.data.Dataset:
+    """One tokenized document -> consecutive chunks of ``sequence_length["targets"]`` ids.
+
+    With ``append_eos`` an EOS is put after the document's last id first. The last, short
+    chunk is kept unless ``drop_remainder`` (then its ids are counted as dropped); empty
+    documents are skipped and counted. Only ``targets`` is kept.
+    """
+    length = int(sequence_length["targets"])
+    if length < 1:
+        raise ValueError(f"targets_length must be positive, got {length}.")
+    vocab = output_features["targets"].vocabulary
+    eos, unk = vocab.eos_id, getattr(vocab, "unk_id", None)
+
+    def record(n_text: np.ndarray, n_unk: np.ndarray) -> np.int32:
+        n_text, n_unk = int(n_text), int(n_unk)
+        if n_text == 0:
+            pp.STATS.add(stats_name, {"documents": 1, "empty_documents": 1})
+            return np.int32(0)
+        n = n_text + int(append_eos)
+        full, rest = divmod(n, length)
+        kept_rest = bool(rest) and not drop_remainder
+        pp.STATS.add(stats_name, {
+            "documents": 1, "tokens": n, "unk_tokens": n_unk,
+            "chunks": full + int(kept_rest), "partial_chunks": int(kept_rest),
+            "remainder_chunks_dropped": int(bool(rest) and drop_remainder),
+            "remainder_tokens_dropped": rest if drop_remainder else 0})
+        return np.int32(0)
+
+    def to_chunks(ex: Mapping[str, tf.Tensor]) -> tf.data.Dataset:
+        text = tf.cast(ex["targets"], tf.int32)
+        n_text = tf.size(text)
+        n_unk = (tf.reduce_sum(tf.cast(text == unk, tf.int32)) if unk is not None
+                 else tf.constant(0, tf.int32))
+        zero = tf.ensure_shape(tf.numpy_function(record, [n_text, n_unk], tf.int32,
+                                                 stateful=False), [])
+        tokens = tf.concat([text, [eos]], 0) if append_eos else text
+        tokens = tokens[:tf.where(n_text > 0, tf.size(tokens), 0)]  # empty: no lone EOS
+        n = tf.size(tokens)
+        full, rest = n // length, n % length
+        lengths = tf.fill([full], length)
+        if not drop_remainder:
+            lengths = tf.concat([lengths, tf.reshape(rest, [1])[:tf.minimum(rest, 1)]], 0)
+        kept = tokens[:tf.reduce_sum(lengths)] + zero
+        chunks = tf.RaggedTensor.from_row_lengths(kept, tf.cast(lengths, tf.int64))
+        return tf.data.Dataset.from_tensor_slices(chunks).map(lambda t: {"targets": t})
+
+    return ds.flat_map(to_chunks)
+
+
+def _add(name: str, **kwargs: object) -> seqio.Task:
+    if name in seqio.TaskRegistry.names():
+        seqio.TaskRegistry.remove(name)
+    return seqio.TaskRegistry.add(name, **kwargs)
+
+
+def output_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+    """Only ``targets``: ``tasks.get_dataset`` then uses seqio's DecoderFeatureConverter."""
+    return {"targets": seqio.Feature(vocab, add_eos=False)}
+
+
+# ---------------------------------------------------------------------------------------
+# Tasks
+
+
+def register_corpus_lm_task(name: str, corpus_path: str, vocab: seqio.Vocabulary,
+                            validation_fraction: float = DEFAULT_VALIDATION_FRACTION, *,
+                            drop_remainder: bool = False,
+                            shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER) -> seqio.Task:
+    """A language-modelling task over a BERT-format corpus file, split by document.
+
+    The file is read when a dataset is first built, so a missing or malformed file raises
+    ``tasks.corpus.CorpusError`` from ``get_dataset``.
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    corpus_path = os.path.abspath(corpus_path)
+
+    def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
+                   ) -> tf.data.Dataset:
+        docs = corpus_split_documents(corpus_path, split, validation_fraction)
+        ds = tf.data.Dataset.from_tensor_slices(list(docs))
+        if shuffle_files:
+            ds = ds.shuffle(len(docs), seed=seed, reshuffle_each_iteration=True)
+        return ds.map(lambda t: {"targets": join_sentences(t)})
+
+    return _add(
+        name,
+        source=seqio.FunctionDataSource(dataset_fn, splits=SPLITS),
+        preprocessors=[
+            seqio.preprocessors.tokenize,
+            seqio.CacheDatasetPlaceholder(),
+            functools.partial(chunk_documents, stats_name=name, append_eos=True,
+                              drop_remainder=drop_remainder),
+        ],
+        output_features=output_features(vocab),
+        shuffle_buffer_size=shuffle_buffer_size)
+
+
+def register_lm1b_lm_task(name: str, vocab: seqio.Vocabulary, *,
+                          tfds_data_dir: str | None = None,
+                          sentences_per_group: int = LM1B_SENTENCES_PER_GROUP,
+                          drop_remainder: bool = False,
+                          shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER) -> seqio.Task:
+    """TFDS ``lm1b`` (train / validation = test): every sentence ends in EOS; runs of
+    ``sentences_per_group`` sentences are cut into chunks like a corpus document."""
+    return _add(
+        name,
+        source=PreparedTfdsDataSource(LM1B_TFDS, tfds_data_dir=tfds_data_dir,
+                                      splits={"train": "train", "validation": "test"}),
+        preprocessors=[
+            functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
+            seqio.preprocessors.tokenize,
+            functools.partial(group_sentences, sentences_per_group=sentences_per_group),
+            seqio.CacheDatasetPlaceholder(),
+            functools.partial(chunk_documents, stats_name=name, append_eos=False,
+                              drop_remainder=drop_remainder),
+        ],
+        output_features=output_features(vocab),
+        shuffle_buffer_size=shuffle_buffer_size)
+
+
+def register_all_lm_tasks(data_dir: str, tfds_data_dir: str | None = None) -> list[str]:
+    """``lm_austen_spm8k`` (``data_dir/corpus/austen.txt``) and ``lm1b_lm_spm8k`` (TFDS),
+    both with ``data_dir/vocab/spm_austen_8k/spm.model``; returns their names."""
+    vocab = seqio.SentencePieceVocabulary(os.path.join(data_dir, AUSTEN_SPM))
+    austen = register_corpus_lm_task("lm_austen_spm8k",
+                                     os.path.join(data_dir, "corpus", "austen.txt"), vocab)
+    lm1b = register_lm1b_lm_task("lm1b_lm_spm8k", vocab, tfds_data_dir=tfds_data_dir)
+    return [austen.name, lm1b.name]
+
+
+# ---------------------------------------------------------------------------------------
+# Command line: learn the vocabulary
+
+
+def main(argv: list[str]) -> None:
+    """``--corpus``, ``--model_prefix``, ``--vocab_size``, ``--validation_fraction``."""
+    import time
+
+    from absl import flags
+
+    del argv
+    values = flags.FLAGS
+    if not values.corpus or not values.model_prefix:
+        sys.exit("error: give --corpus and --model_prefix.")
+    start = time.perf_counter()
+    sentences = corpus_training_sentences(values.corpus, values.validation_fraction)
+    path = learn_corpus_bpe(values.corpus, values.model_prefix, values.vocab_size,
+                            values.validation_fraction)
+    print(f"wrote {path} from {len(sentences):,} train-split sentences of {values.corpus} "
+          f"in {time.perf_counter() - start:.0f} s")
+
+
+if __name__ == "__main__":
+    from absl import app, flags
+
+    flags.DEFINE_string("corpus", None, "BERT-format corpus (sentence per line).")
+    flags.DEFINE_string("model_prefix", None, "Output path prefix (.model / .vocab).")
+    flags.DEFINE_integer("vocab_size", 8000, "Number of pieces.")
+    flags.DEFINE_float("validation_fraction", DEFAULT_VALIDATION_FRACTION,
+                       "Documents held out as in the task (not learned from).")
+    app.run(main)
