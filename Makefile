@@ -42,6 +42,7 @@ test-slow: install
 bench: install
 	$(PY) -m benchmarks.bert_step
 	$(PY) -m benchmarks.input_pipeline
+	$(PY) -m benchmarks.transformer_mt
 
 lint: install
 	$(PY) -m ruff check .

@@ -31,6 +31,8 @@ in one run on this machine:
    ``final_logits_bias``) changes that, but near-uniform distributions then make
    ``[EOS]`` alone the best hypothesis (any longer one has a much lower score).
 
+Ours and the peer take turns, step by step and batch by batch, so that a busy shared machine
+slows both alike; the matmul peak is measured before and after, and the larger one is used.
 The process keeps freed host memory mapped (``pretrain_lm.host``, as a training run does)
 for all measurements. Writes `results/bench_transformer_mt.json`.
 """
@@ -67,14 +69,23 @@ MAX_POSITIONS = 64
 
 def time_steps(step: Callable[[], object], steps: int, warmup: int = 3) -> float:
     """Median seconds per call of ``step`` (which must block until done)."""
-    for _ in range(warmup):
-        step()
-    times = []
+    return time_interleaved([step], steps, warmup)[0]
+
+
+def time_interleaved(steps_fns: list[Callable[[], object]], steps: int, warmup: int = 3
+                     ) -> list[float]:
+    """Median seconds per call of each function, calling them in turn (so that a shared,
+    busy machine slows all of them alike); each must block until done."""
+    for fn in steps_fns:
+        for _ in range(warmup):
+            fn()
+    times: list[list[float]] = [[] for _ in steps_fns]
     for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for fn, out in zip(steps_fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - start)
+    return [float(np.median(t)) for t in times]
 
 
 def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
@@ -136,7 +147,8 @@ def translation_batch(batch: int, length: int, seed: int = 0) -> dict[str, np.nd
 # ----------------------------------------------------------------------------- training
 
 
-def ours_train(batch_np: dict[str, np.ndarray], steps: int) -> float:
+def ours_train(batch_np: dict[str, np.ndarray]) -> Callable[[], None]:
+    """One blocking train step of the real ``Trainer`` per call."""
     from models import transformer
     from pretrain_lm import optimizers
     from pretrain_lm.data import to_global
@@ -157,10 +169,10 @@ def ours_train(batch_np: dict[str, np.ndarray], steps: int) -> float:
         state, metrics = trainer.train_step(state, batch)
         jax.block_until_ready(metrics)
 
-    return time_steps(step, steps)
+    return step
 
 
-def peer_train(batch_np: dict[str, np.ndarray], steps: int) -> float:
+def peer_train(batch_np: dict[str, np.ndarray]) -> Callable[[], None]:
     import torch
 
     model = marian(0.1).train()
@@ -184,7 +196,7 @@ def peer_train(batch_np: dict[str, np.ndarray], steps: int) -> float:
         optimizer.step()
         schedule.step()
 
-    return time_steps(step, steps)
+    return step
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -201,16 +213,17 @@ def trim(ids: list[int]) -> list[int]:
     return ids[: ids.index(EOS) + 1] if EOS in ids else ids
 
 
-def ours_decode(hf_model: Any, sources: list[np.ndarray], max_new: int, beam: int,
-                alpha: float) -> tuple[float, list[list[int]]]:
-    """Seconds for all batches but the first (warm-up) and the best hypothesis of each."""
+def ours_translator(hf_model: Any, source_length: int, max_new: int, beam: int,
+                    alpha: float) -> Callable[[np.ndarray], list[list[int]]]:
+    """Source ids -> best hypotheses, through jitted encode + ``decoding.beam_search`` with
+    the weights converted from ``hf_model``."""
     from models import transformer
     from pretrain_lm import decoding, interop_transformer
 
     config = our_config(0.0)
     state = {k: v.detach().numpy() for k, v in hf_model.state_dict().items()}
     params = jax.device_put(interop_transformer.transformer_params_from_marian(state, config))
-    model = transformer.TranslationModel(config, max_source_length=sources[0].shape[1],
+    model = transformer.TranslationModel(config, max_source_length=source_length,
                                          max_target_length=max_new)
 
     @jax.jit
@@ -221,34 +234,40 @@ def ours_decode(hf_model: Any, sources: list[np.ndarray], max_new: int, beam: in
             beam_size=beam, alpha=alpha, length_penalty="hf", early_stopping=True)
         return tokens[:, 0]
 
-    outputs, seconds = [], 0.0
-    for i, source in enumerate(sources):
-        start = time.perf_counter()
-        tokens = np.asarray(translate(params, jnp.asarray(source)))
-        if i:
-            seconds += time.perf_counter() - start
-        outputs += [trim(row) for row in tokens.tolist()]
-    return seconds, outputs
+    return lambda source: [trim(row) for row in
+                           np.asarray(translate(params, jnp.asarray(source))).tolist()]
 
 
-def peer_decode(hf_model: Any, sources: list[np.ndarray], max_new: int, beam: int,
-                alpha: float) -> tuple[float, list[list[int]]]:
+def peer_translator(hf_model: Any, max_new: int, beam: int, alpha: float
+                    ) -> Callable[[np.ndarray], list[list[int]]]:
     import torch
 
-    outputs, seconds = [], 0.0
-    for i, source in enumerate(sources):
+    def translate(source: np.ndarray) -> list[list[int]]:
         ids = torch.from_numpy(source.astype(np.int64))
-        start = time.perf_counter()
         with torch.no_grad():
             out = hf_model.generate(
                 input_ids=ids, attention_mask=(ids > 0).long(), num_beams=beam,
                 max_new_tokens=max_new, length_penalty=alpha, early_stopping=True,
                 do_sample=False, eos_token_id=EOS, pad_token_id=PAD,
                 decoder_start_token_id=START)
-        if i:
-            seconds += time.perf_counter() - start
-        outputs += [trim(row) for row in out[:, 1:].tolist()]
-    return seconds, outputs
+        return [trim(row) for row in out[:, 1:].tolist()]
+
+    return translate
+
+
+def time_decoding(translators: list[Callable[[np.ndarray], list[list[int]]]],
+                  sources: list[np.ndarray]) -> list[tuple[float, list[list[int]]]]:
+    """Total seconds over ``sources[1:]`` (``sources[0]`` warms up, i.e. compiles) and the
+    outputs for all of them, per translator; the translators take turns on each batch."""
+    seconds = [0.0] * len(translators)
+    outputs: list[list[list[int]]] = [[] for _ in translators]
+    for i, source in enumerate(sources):
+        for j, translate in enumerate(translators):
+            start = time.perf_counter()
+            outputs[j] += translate(source)
+            if i:
+                seconds[j] += time.perf_counter() - start
+    return list(zip(seconds, outputs, strict=True))
 
 
 # ----------------------------------------------------------------------------- main
@@ -270,7 +289,9 @@ def main(argv: list[str]) -> None:
     peak = matmul_peak()
     batch_np = translation_batch(batch, length)
     target_tokens = int(batch_np["decoder_loss_weights"].sum())
+    load_before = os.getloadavg()[0]
     print(f"devices: {jax.devices()}  torch threads: {torch.get_num_threads()}  "
+          f"cpus: {os.cpu_count()}  load average: {load_before:.1f}  "
           f"matmul peak (fp32, 2048^3): {peak / 1e9:.1f} GFLOP/s")
     print(f"config: d_model {D_MODEL}, {LAYERS}+{LAYERS} layers, {HEADS} heads, d_ff {D_FF}, "
           f"vocab {VOCAB}; train batch {batch} x {length}+{length} ({target_tokens} real "
@@ -282,21 +303,32 @@ def main(argv: list[str]) -> None:
         "matmul_peak_flops": peak, "model_flops_per_step": flops,
         "target_tokens_per_step": target_tokens, "train": {}, "decode": {}}
 
-    train_rows = [("pretrain_lm Trainer (JAX)", ours_train(batch_np, _STEPS.value))]
-    if _PEER.value:
-        train_rows.append(("transformers MarianMTModel (PyTorch)",
-                           peer_train(batch_np, _STEPS.value)))
+    names = ["pretrain_lm Trainer (JAX)", "transformers MarianMTModel (PyTorch)"]
+    steps = [ours_train(batch_np)] + ([peer_train(batch_np)] if _PEER.value else [])
+    train_rows = list(zip(names[:len(steps)], time_interleaved(steps, _STEPS.value),
+                           strict=True))
+    del steps
 
     sources = source_batches(_DECODE_BATCHES.value + 1, _DECODE_BATCH.value, length)
     sentences = _DECODE_BATCHES.value * _DECODE_BATCH.value
     hf_model = marian(0.0).eval()
     with torch.no_grad():
         hf_model.final_logits_bias[0, EOS] = _EOS_BIAS.value
-    seconds, ours_out = ours_decode(hf_model, sources, length, beam, alpha)
-    decode_rows = [("pretrain_lm beam_search (JAX)", seconds, ours_out)]
+    translators = [ours_translator(hf_model, length, length, beam, alpha)]
     if _PEER.value:
-        seconds, peer_out = peer_decode(hf_model, sources, length, beam, alpha)
-        decode_rows.append(("transformers generate (PyTorch)", seconds, peer_out))
+        translators.append(peer_translator(hf_model, length, beam, alpha))
+    names = ["pretrain_lm beam_search (JAX)", "transformers generate (PyTorch)"]
+    decode_rows = [(name, seconds, out) for name, (seconds, out)
+                   in zip(names[:len(translators)], time_decoding(translators, sources),
+                          strict=True)]
+    peak_after = matmul_peak()
+    load_after = os.getloadavg()[0]
+    print(f"matmul peak at the start {peak / 1e9:.1f}, at the end {peak_after / 1e9:.1f} "
+          f"GFLOP/s (MFU uses the larger); load average at the end {load_after:.1f}"
+          + ("  -- the machine is busy: timings are noisy" if max(load_before, load_after)
+             > 1.5 * (os.cpu_count() or 1) else ""))
+    peak = max(peak, peak_after)
+    results.update(matmul_peak_flops=peak, load_average=[load_before, load_after])
 
     print(f"\ntraining step (batch {batch}, dropout 0.1, label smoothing 0.1, Adam):")
     print(f"{'implementation':40s} {'ms/step':>9s} {'tokens/s':>10s} {'MFU':>7s}")

@@ -209,25 +209,36 @@ def register_corpus_lm_task(name: str, corpus_path: str, vocab: seqio.Vocabulary
         shuffle_buffer_size=shuffle_buffer_size)
 
 
+def sentence_stream_preprocessors(name: str, *, text_key: str = "text",
+                                  sentences_per_group: int = LM1B_SENTENCES_PER_GROUP,
+                                  drop_remainder: bool = False) -> list:
+    """Preprocessors of a source of independent one-sentence examples (``text_key``):
+    tokenize, EOS after every sentence, groups of ``sentences_per_group``, chunks."""
+    return [
+        functools.partial(seqio.preprocessors.rekey, key_map={"targets": text_key}),
+        seqio.preprocessors.tokenize,
+        functools.partial(group_sentences, sentences_per_group=sentences_per_group),
+        seqio.CacheDatasetPlaceholder(),
+        functools.partial(chunk_documents, stats_name=name, append_eos=False,
+                          drop_remainder=drop_remainder),
+    ]
+
+
 def register_lm1b_lm_task(name: str, vocab: seqio.Vocabulary, *,
                           tfds_data_dir: str | None = None,
                           sentences_per_group: int = LM1B_SENTENCES_PER_GROUP,
                           drop_remainder: bool = False,
                           shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER) -> seqio.Task:
     """TFDS ``lm1b`` (train / validation = test): every sentence ends in EOS; runs of
-    ``sentences_per_group`` sentences are cut into chunks like a corpus document."""
+    ``sentences_per_group`` sentences are cut into chunks like a corpus document
+    (``sentence_stream_preprocessors``). Reading it before it is prepared raises
+    ``tasks.pretraining.DatasetNotPreparedError`` with the ``tfds build`` command."""
     return _add(
         name,
         source=PreparedTfdsDataSource(LM1B_TFDS, tfds_data_dir=tfds_data_dir,
                                       splits={"train": "train", "validation": "test"}),
-        preprocessors=[
-            functools.partial(seqio.preprocessors.rekey, key_map={"targets": "text"}),
-            seqio.preprocessors.tokenize,
-            functools.partial(group_sentences, sentences_per_group=sentences_per_group),
-            seqio.CacheDatasetPlaceholder(),
-            functools.partial(chunk_documents, stats_name=name, append_eos=False,
-                              drop_remainder=drop_remainder),
-        ],
+        preprocessors=sentence_stream_preprocessors(
+            name, sentences_per_group=sentences_per_group, drop_remainder=drop_remainder),
         output_features=output_features(vocab),
         shuffle_buffer_size=shuffle_buffer_size)
 
