@@ -82,10 +82,10 @@ def _unigram_perplexity(split_train: str, split_eval: str) -> float:
     counts = np.ones(vocab.vocab_size)
     _, train_targets = translation.read_parallel_tsv(os.path.join(root, split_train), "en", "de")
     for text in train_targets:
-        np.add.at(counts, vocab.encode(text) + [vocab.eos_id], 1)
+        np.add.at(counts, [*vocab.encode(text), vocab.eos_id], 1)
     log_p = np.log(counts / counts.sum())
     _, targets = translation.read_parallel_tsv(os.path.join(root, split_eval), "en", "de")
-    ids = [i for text in targets for i in vocab.encode(text)[:47] + [vocab.eos_id]]
+    ids = [i for text in targets for i in [*vocab.encode(text)[:47], vocab.eos_id]]
     return float(np.exp(-log_p[ids].mean()))
 
 
