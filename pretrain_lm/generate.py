@@ -26,6 +26,7 @@ as the trainer's ``eval/perplexity`` with ``EVAL_STEPS = None``.
 
 from __future__ import annotations
 
+import functools
 import sys
 import time
 from collections.abc import Callable
@@ -127,6 +128,7 @@ def prompted_step_fn(step_fn: StepFn, prompt: jax.Array, prompt_length: jax.Arra
     return step
 
 
+@functools.lru_cache(maxsize=16)
 def make_generate_fn(model: Any, *, method: str = "sample", num_samples: int = 1,
                      max_length: int = 64, eos_id: int = 1, bos_id: int = 0,
                      temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
@@ -136,7 +138,8 @@ def make_generate_fn(model: Any, *, method: str = "sample", num_samples: int = 1
     ``tokens`` is ``int32[num_samples, max_length]`` (greedy: identical rows; beam: the
     best ``num_samples <= beam_size`` beams), the prompt's ids first, then the generated
     ones, EOS included, 0 after it. One compilation serves every prompt of that length
-    budget (the prompt is padded to ``max_length`` and its length is traced).
+    budget (the prompt is padded to ``max_length`` and its length is traced); the
+    functions are cached per model and options, so repeated calls do not recompile.
     """
     from pretrain_lm import decoding
 
