@@ -16,6 +16,11 @@ Fine-tuning (BERT's uncased vocabulary): `glue_<task>_bert_uncased` for every GL
 `conll2003_ner_bert_uncased` (`tasks/conll.py`), and the shipped
 `austen_novels_bert_uncased` (sentence -> which of Austen's six novels).
 
+Translation: `translate_en_de_debian_l10n` (shipped, `data/parallel/en-de`), TFDS
+`wmt14_translate_en_de`, `wmt14_translate_en_fr`, `wmt_t2t_translate_en_de`
+(`tasks/translation.py`). Language modelling: `lm_austen_spm8k` / `lm1b_lm_spm8k`
+(decoder-only, `tasks/language_modeling.py`, `data/vocab/spm_austen_8k`).
+
 TFDS tasks read from `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`) and stop with a
 `DatasetNotPreparedError` naming the `tfds build` command when the data is absent.
 Register tasks of your own with `tasks.pretraining.register_text_corpus_task` or
@@ -28,7 +33,7 @@ import os
 
 import seqio
 
-from tasks import conll, glue, pretraining, squad, translation
+from tasks import conll, glue, language_modeling, pretraining, squad, translation
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 AUSTEN_CORPUS = os.path.join(DATA_DIR, "corpus", "austen.txt")
@@ -91,7 +96,8 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
     ]
     finetuning += translation_tasks
     names = [n if isinstance(n, str) else n.name for n in finetuning]
-    return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names]
+    lm_names = language_modeling.register_all_lm_tasks(DATA_DIR, tfds_data_dir)
+    return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names, *lm_names]
 
 
 NAMES = register_all()
