@@ -28,14 +28,6 @@ from pretrain_lm import gin_utils
 
 BERT_GRID = ("LEARNING_RATE=5e-5,3e-5,2e-5", "EPOCHS=2,3,4")
 
-_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "gin config files (in order).")
-_GIN_BINDINGS = flags.DEFINE_multi_string(
-    "gin_bindings", [], "Extra gin bindings; --gin.KEY=VALUE is rewritten to these.")
-_SWEEP = flags.DEFINE_multi_string(
-    "sweep", list(BERT_GRID), "MACRO=v1,v2,... (repeat for a grid over several macros).")
-_SPLIT = flags.DEFINE_string("split", "validation", "Split the cells are compared on.")
-
-
 def parse_grid(specs: Sequence[str]) -> list[dict[str, str]]:
     """``["A=1,2", "B=x"]`` -> ``[{"A": "1", "B": "x"}, {"A": "2", "B": "x"}]``."""
     axes = []
@@ -119,4 +111,12 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
+    # Flags are defined only when run as a program, so that importing the library
+    # functions above never clashes with another entry point's --gin_file.
+    _GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "gin config files (in order).")
+    _GIN_BINDINGS = flags.DEFINE_multi_string(
+        "gin_bindings", [], "Extra gin bindings; --gin.KEY=VALUE is rewritten to these.")
+    _SWEEP = flags.DEFINE_multi_string(
+        "sweep", list(BERT_GRID), "MACRO=v1,v2,... (repeat for a grid over several macros).")
+    _SPLIT = flags.DEFINE_string("split", "validation", "Split the cells are compared on.")
     app.run(main, argv=gin_utils.main_argv())
