@@ -90,11 +90,10 @@ def main(argv: list[str]) -> None:
         gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value)
     except gin_utils.GinConfigError as e:
         sys.exit(f"error: {e}")
-    import flax.linen as nn
 
     import tasks
     from pretrain_lm import mt
-    from pretrain_lm.checkpoints import Checkpointer
+    from pretrain_lm.checkpoints import Checkpointer, abstract_params
     from pretrain_lm.partitioning import Partitioner
 
     model = gin.query_parameter("%MODEL").scoped_configurable_fn()
@@ -104,11 +103,7 @@ def main(argv: list[str]) -> None:
     steps = sorted(source.manager.all_steps())
     if not steps:
         sys.exit(f"error: no checkpoints in {source.directory}; train first.")
-    partitioner = Partitioner()
-    with partitioner.context():
-        boxed = jax.eval_shape(model.init, jax.random.key(0), model.example_batch(1))
-    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                            nn.meta.unbox(boxed), partitioner.shardings_of_boxed(boxed))
+    abstract = abstract_params(model, Partitioner())
     params = source.restore_params(steps[-1], abstract)
     source_ids = vocab.encode(_SENTENCE.value)[:model.max_source_length]
     translate = mt.make_translate_fn(model, method="greedy",

@@ -60,6 +60,30 @@ def _path_str(path: tuple) -> str:
                     for k in path)
 
 
+def flatten_params(tree: Any, prefix: str = "") -> dict[str, Any]:
+    """``{"a/b/kernel": leaf}`` for a nested mapping of parameters."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if hasattr(value, "items"):
+            flat.update(flatten_params(value, name + "/"))
+        else:
+            flat[name] = value
+    return flat
+
+
+def abstract_params(model: Any, partitioner: Any) -> Any:
+    """ShapeDtypeStructs of ``model``'s parameters with their shardings on
+    ``partitioner``'s mesh (nothing allocated): the target of ``restore_params``."""
+    import flax.linen as nn
+
+    with partitioner.context():
+        boxed = jax.eval_shape(model.init, jax.random.key(0),
+                               model.example_batch(partitioner.data_size))
+    return jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
+                        nn.meta.unbox(boxed), partitioner.shardings_of_boxed(boxed))
+
+
 def shape_mismatches(stored: Any, expected: Any, limit: int = 8) -> list[str]:
     """Human-readable differences between two trees of arrays / shape metadata.
 

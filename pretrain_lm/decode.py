@@ -22,7 +22,6 @@ import time
 from typing import Any
 
 import gin
-import jax
 from absl import app, flags
 
 from pretrain_lm import gin_utils, host
@@ -55,10 +54,9 @@ def main(argv: list[str]) -> None:
         gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value)
     except gin_utils.GinConfigError as e:
         sys.exit(f"error: {e}")
-    import flax.linen as nn
 
     import tasks
-    from pretrain_lm.checkpoints import Checkpointer
+    from pretrain_lm.checkpoints import Checkpointer, abstract_params
     from pretrain_lm.partitioning import Partitioner
 
     model = gin.query_parameter("%MODEL").scoped_configurable_fn()
@@ -70,11 +68,7 @@ def main(argv: list[str]) -> None:
     if not steps:
         sys.exit(f"error: no checkpoints in {source.directory}; train first.")
     step = steps[-1] if _CHECKPOINT.value == "latest" else int(_CHECKPOINT.value)
-    partitioner = Partitioner()
-    with partitioner.context():
-        boxed = jax.eval_shape(model.init, jax.random.key(0), model.example_batch(1))
-    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                            nn.meta.unbox(boxed), partitioner.shardings_of_boxed(boxed))
+    abstract = abstract_params(model, Partitioner())
     params = source.restore_params(step, abstract)
     if _INPUT_FILE.value:
         with open(_INPUT_FILE.value, encoding="utf-8") as f:

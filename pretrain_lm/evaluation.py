@@ -41,15 +41,10 @@ class Predictor:
     def __init__(self, model: BertFineTuningModel, partitioner: Partitioner) -> None:
         self.model = model
         self.partitioner = partitioner
-        rng = jax.random.key(0)
-        with partitioner.context():
-            boxed = jax.eval_shape(model.init, rng, model.example_batch(partitioner.data_size))
-            self.param_shardings = partitioner.shardings_of_boxed(boxed)
-        import flax.linen as nn
+        from pretrain_lm.checkpoints import abstract_params
 
-        self.abstract_params = jax.tree.map(
-            lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-            nn.meta.unbox(boxed), self.param_shardings)
+        self.abstract_params = abstract_params(model, partitioner)
+        self.param_shardings = jax.tree.map(lambda a: a.sharding, self.abstract_params)
         self._predict = jax.jit(
             model.predict, in_shardings=(self.param_shardings, partitioner.batch_sharding()),
             out_shardings=partitioner.replicated())

@@ -83,9 +83,7 @@ def restore_params(model: Any, model_dir: str, checkpoint: str | int = "latest",
                    partitioner: Partitioner | None = None) -> tuple[Any, int]:
     """The parameters of the latest (or a given) checkpoint of ``model_dir`` and its step,
     laid out on ``partitioner``'s mesh (default: every device on ``data``)."""
-    import flax.linen as nn
-
-    from pretrain_lm.checkpoints import Checkpointer
+    from pretrain_lm.checkpoints import Checkpointer, abstract_params
     from pretrain_lm.partitioning import Partitioner
 
     source = Checkpointer(model_dir, read_only=True, async_save=False)
@@ -96,11 +94,7 @@ def restore_params(model: Any, model_dir: str, checkpoint: str | int = "latest",
     if step not in steps:
         raise FileNotFoundError(f"No checkpoint of step {step} in {source.directory} "
                                 f"(it holds {steps}).")
-    partitioner = partitioner or Partitioner()
-    with partitioner.context():
-        boxed = jax.eval_shape(model.init, jax.random.key(0), model.example_batch(1))
-    abstract = jax.tree.map(lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
-                            nn.meta.unbox(boxed), partitioner.shardings_of_boxed(boxed))
+    abstract = abstract_params(model, partitioner or Partitioner())
     return source.restore_params(step, abstract), step
 
 

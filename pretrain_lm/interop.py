@@ -50,6 +50,7 @@ import numpy as np
 
 from models.bert import BertConfig
 from models.layers import ACTIVATIONS
+from pretrain_lm.checkpoints import flatten_params
 
 PathLike = str | os.PathLike
 
@@ -261,18 +262,7 @@ def _expected_shapes(config: BertConfig) -> dict[str, tuple[int, ...]]:
     abstract = jax.eval_shape(
         lambda: BertForPreTraining(config).init(jax.random.key(0), ids, ids, ids, ids,
                                                 deterministic=True))
-    return {k: tuple(v.shape) for k, v in _flatten(nn.meta.unbox(abstract["params"])).items()}
-
-
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for key, value in tree.items():
-        path = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            out.update(_flatten(value, path + "/"))
-        else:
-            out[path] = value
-    return out
+    return {k: tuple(v.shape) for k, v in flatten_params(nn.meta.unbox(abstract["params"])).items()}
 
 
 def _check_params(params: Mapping[str, Any], config: BertConfig, what: str) -> None:
@@ -283,7 +273,7 @@ def _check_params(params: Mapping[str, Any], config: BertConfig, what: str) -> N
             f"{what}: expected a params tree with 'bert' (and optionally {list(_HEADS)}), got "
             f"top-level keys {sorted(params)}.")
     want = {k: v for k, v in _expected_shapes(config).items() if k.split("/")[0] in params}
-    have = {k: tuple(np.shape(v)) for k, v in _flatten(params).items()}
+    have = {k: tuple(np.shape(v)) for k, v in flatten_params(params).items()}
     problems = [f"{k}: {have[k]} but the config implies {want[k]}"
                 for k in sorted(set(have) & set(want)) if have[k] != want[k]]
     problems += [f"{k}: missing" for k in sorted(set(want) - set(have))]
@@ -449,7 +439,7 @@ def hf_state_from_bert_params(params: Mapping[str, Any], config: BertConfig
     """
     params = _unbox(params)
     _check_params(params, config, "The params")
-    flat = {k: np.asarray(v) for k, v in _flatten(params).items()}
+    flat = {k: np.asarray(v) for k, v in flatten_params(params).items()}
     enc = "bert/"
     hidden = config.hidden_size
     state: dict[str, np.ndarray] = {}

@@ -27,7 +27,7 @@ import jax
 import numpy as np
 from absl import logging
 
-from pretrain_lm.checkpoints import CheckpointMismatchError
+from pretrain_lm.checkpoints import CheckpointMismatchError, flatten_params
 
 FORMATS = ("auto", "ours", "hf", "tf")
 
@@ -77,17 +77,6 @@ class PretrainedParams:
         return {s: jax.tree.map(np.asarray, params[s]) for s in self.subtrees}
 
 
-def _flatten(tree: Mapping, prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, name + "/"))
-        else:
-            flat[name] = value
-    return flat
-
-
 def overlay_params(params: Any, pretrained: Mapping[str, Any]) -> Any:
     """``params`` (sharded jax arrays) with every leaf of ``pretrained`` put in its place.
 
@@ -95,8 +84,8 @@ def overlay_params(params: Any, pretrained: Mapping[str, Any]) -> Any:
     ``CheckpointMismatchError`` lists all that do not. The result keeps the shardings
     of ``params``; the leaves not covered (e.g. a new task head) are logged.
     """
-    flat_params = _flatten(params)
-    flat_new = _flatten(pretrained)
+    flat_params = flatten_params(params)
+    flat_new = flatten_params(pretrained)
     problems = []
     for name, value in flat_new.items():
         if name not in flat_params:

