@@ -294,12 +294,14 @@ class TranslationModel(Model):
 
     def step_fn(self, params: dict) -> Callable[[Array, dict, Array], tuple[Array, dict]]:
         """``step_fn(token_ids [n], state, step)`` for ``pretrain_lm.decoding``; ``state``
-        holds ``encoded``, ``inputs`` and the ``cache`` (every leaf ``[n, ...]``)."""
+        holds the ``cache`` and, as ``constants`` that beam search never reorders, the
+        ``encoded`` source and the source ``inputs`` (every leaf ``[n, ...]``)."""
 
         def step(token_ids: Array, state: dict, position: Array) -> tuple[Array, dict]:
+            source = state["constants"]
             logits, variables = self.network.apply(
-                {"params": params, "cache": state["cache"]}, state["encoded"],
-                state["inputs"], token_ids[:, None], decode=True, decode_position=position,
+                {"params": params, "cache": state["cache"]}, source["encoded"],
+                source["inputs"], token_ids[:, None], decode=True, decode_position=position,
                 method=EncoderDecoder.decode, mutable=["cache"])
             return logits[:, 0], {**state, "cache": variables["cache"]}
 
@@ -308,5 +310,5 @@ class TranslationModel(Model):
     def decode_state(self, params: dict, inputs: Array, max_length: int) -> dict:
         """The initial decoding state for a batch of source ids."""
         encoded = self.encode(params, inputs)
-        return {"encoded": encoded, "inputs": inputs,
+        return {"constants": {"encoded": encoded, "inputs": inputs},
                 "cache": self.init_cache(params, encoded, inputs, max_length)}

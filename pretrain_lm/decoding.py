@@ -10,7 +10,10 @@ so it works with sharded inputs) and talks to the model only through a *step fun
 :func:`beam_search` (rows are batch-major: row ``b * beam_size + k`` is beam ``k`` of batch
 item ``b``).  Every array leaf of ``state`` has leading dimension ``n`` (e.g. encoder outputs,
 an attention mask and a key/value cache); beam search reorders it by gathering along axis 0
-(:func:`gather_beams`).  ``step`` is the 0-based position of the token being fed: at step 0
+(:func:`gather_beams`), except the optional ``state["constants"]`` entry of a dict state:
+leaves that are the same for every beam of a batch item (encoder outputs, source ids) are
+tiled once and never reordered, which saves most of the per-step copying in translation.
+``step`` is the 0-based position of the token being fed: at step 0
 the BOS token is fed, at step ``i`` the token generated at step ``i - 1``, and the logits
 returned predict the token at position ``i + 1``, which is written to ``tokens[..., i]``.
 
@@ -301,7 +304,8 @@ def beam_search(
     Args:
       step_fn: the model step function, called with ``n = batch_size * beam_size`` rows.
       state: initial state for ``batch_size`` rows; tiled to ``batch_size * beam_size`` rows
-        with :func:`tile_beams` and reordered with :func:`gather_beams` each step.
+        with :func:`tile_beams` and reordered with :func:`gather_beams` each step, except a
+        dict state's ``"constants"`` entry, which is tiled and passed on unchanged.
       bos_id: token fed at step 0 (int, or int ``[batch_size]``).
       eos_id: end-of-sequence token.
       max_length: maximum number of generated tokens (static).
@@ -326,10 +330,20 @@ def beam_search(
     b, nb, length = batch_size, beam_size, max_length
     n = b * nb
 
+    state = dict(state) if isinstance(state, dict) else state
+    constants = state.pop("constants", None) if isinstance(state, dict) else None
+    constants = tile_beams(constants, nb)
+
+    def call(tokens: jax.Array, alive: PyTree, i: jax.Array) -> tuple[jax.Array, PyTree]:
+        if constants is None:
+            return step_fn(tokens, alive, i)
+        logits, new = step_fn(tokens, {**alive, "constants": constants}, i)
+        return logits, {k: v for k, v in new.items() if k != "constants"}
+
     alive_state = tile_beams(state, nb)
     bos = jnp.repeat(_bos(bos_id, b), nb).reshape(b, nb)
     logits_shape = jax.eval_shape(
-        step_fn, jax.ShapeDtypeStruct((n,), jnp.int32), alive_state, jnp.zeros((), jnp.int32)
+        call, jax.ShapeDtypeStruct((n,), jnp.int32), alive_state, jnp.zeros((), jnp.int32)
     )[0].shape
     vocab = logits_shape[-1]
     num_cand = min(2 * nb, nb * vocab)
@@ -358,7 +372,7 @@ def beam_search(
 
     def body(c: dict) -> dict:
         i = c["step"]
-        logits, new_state = step_fn(c["alive_tok"].reshape(n), c["alive_state"], i)
+        logits, new_state = call(c["alive_tok"].reshape(n), c["alive_state"], i)
         logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
         logp = jnp.maximum(logp, NEG_INF).reshape(b, nb, vocab)
         cand = (c["alive_logp"][:, :, None] + logp).reshape(b, nb * vocab)

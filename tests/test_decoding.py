@@ -533,3 +533,21 @@ def test_beam_search_matches_hf_generate(seed, alpha, early):
     # The case mixes hypotheses finished by EOS and ones truncated at max_length.
     assert any(t[-1] == GPT_EOS for row in ours for t in row)
     assert any(GPT_EOS not in t for row in ours for t in row)
+
+
+def test_beam_search_constants_are_passed_through_unreordered():
+    # `emb` is the same for every beam of an item, so keeping it under "constants" (tiled,
+    # never gathered) must give exactly what gathering it with the beams gives.
+    state = toy_state(3, seed=4)
+
+    def step_with_constants(tokens, st, step):
+        logits, new = stateful_step(tokens, {"h": st["h"], "emb": st["constants"]["emb"]},
+                                    step)
+        return logits, {"h": new["h"], "constants": st["constants"]}
+
+    kw = {"bos_id": BOS, "eos_id": EOS, "max_length": 6, "batch_size": 3, "beam_size": 3}
+    want = decoding.beam_search(stateful_step, state, **kw)
+    got = decoding.beam_search(
+        step_with_constants, {"h": state["h"], "constants": {"emb": state["emb"]}}, **kw)
+    for a, b in zip(got, want, strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
