@@ -93,18 +93,22 @@ def main(argv: list[str]) -> None:
 
     import tasks
     from pretrain_lm import mt
-    from pretrain_lm.checkpoints import Checkpointer, abstract_params
+    from pretrain_lm.checkpoints import Checkpointer, CheckpointMismatchError, abstract_params
     from pretrain_lm.partitioning import Partitioner
 
     model = gin.query_parameter("%MODEL").scoped_configurable_fn()
     model_dir = gin_utils.macro("MODEL_DIR")
-    vocab = tasks.get_vocabulary(gin_utils.macro("MIXTURE_OR_TASK_NAME"))
+    task = gin_utils.macro("MIXTURE_OR_TASK_NAME")
+    vocab = tasks.get_vocabulary(task)
     source = Checkpointer(model_dir, read_only=True, async_save=False)
     steps = sorted(source.manager.all_steps())
     if not steps:
         sys.exit(f"error: no checkpoints in {source.directory}; train first.")
     abstract = abstract_params(model, Partitioner())
-    params = source.restore_params(steps[-1], abstract)
+    try:
+        params = source.restore_params(steps[-1], abstract, tasks.vocabulary_record(task))
+    except CheckpointMismatchError as e:
+        sys.exit(f"error: {e}")
     source_ids = vocab.encode(_SENTENCE.value)[:model.max_source_length]
     translate = mt.make_translate_fn(model, method="greedy",
                                          max_length=model.max_target_length,

@@ -14,6 +14,7 @@ of another model size fails with an error that names the mismatched parameters.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from typing import Any
 
@@ -160,9 +161,13 @@ class Checkpointer:
         logging.info("Initialised from checkpoint step %d in %s", step, self.directory)
         return restored["state"]
 
-    def restore_params(self, step: int, abstract_params: Any) -> Any:
+    def restore_params(self, step: int, abstract_params: Any,
+                       vocabulary: dict[str, Any] | None = None) -> Any:
         """Reads only the parameters of ``step`` (not the optimizer state) into the
-        shardings of ``abstract_params`` (e.g. for evaluation)."""
+        shardings of ``abstract_params`` (e.g. for evaluation), after checking that
+        ``vocabulary`` (``tasks.vocabulary_record``), if given, is the one trained on."""
+        if vocabulary is not None:
+            check_vocabulary(os.fspath(self.directory.parent), vocabulary)
         reader = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(read_only=True, create=False),
             item_handlers={"state": ocp.PyTreeCheckpointHandler()})
@@ -207,6 +212,44 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+VOCABULARY_FILE = "vocabulary.json"
+
+
+def record_vocabulary(model_dir: str, record: dict[str, Any]) -> None:
+    """Writes the run's vocabulary record (``tasks.vocabulary_record``) beside its
+    checkpoints, or, when resuming, refuses a vocabulary other than the recorded one."""
+    path = epath.Path(model_dir) / VOCABULARY_FILE
+    if path.exists():
+        check_vocabulary(model_dir, record)
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
+
+
+def check_vocabulary(model_dir: str, record: dict[str, Any]) -> None:
+    """Raises :class:`CheckpointMismatchError` when the checkpoints in ``model_dir`` were
+    trained on another vocabulary than ``record``'s: the same ids would mean other pieces,
+    so translations, samples and scores would be garbage without any shape error."""
+    path = epath.Path(model_dir) / VOCABULARY_FILE
+    if not path.exists():
+        logging.info("%s has no %s; the vocabulary cannot be checked.", model_dir,
+                     VOCABULARY_FILE)
+        return
+    stored = json.loads(path.read_text())
+    differs = [k for k in ("vocab_size", "sha256")
+               if stored.get(k) is not None and record.get(k) is not None
+               and stored[k] != record[k]]
+    if differs:
+        raise CheckpointMismatchError(
+            f"The checkpoints in {model_dir} were trained with the vocabulary of task "
+            f"{stored.get('task')!r} (size {stored.get('vocab_size')}, sha256 "
+            f"{str(stored.get('sha256'))[:12]}...), but task {record.get('task')!r} "
+            f"uses another one (size {record.get('vocab_size')}, sha256 "
+            f"{str(record.get('sha256'))[:12]}...). Use the task the model was trained on "
+            f"(MIXTURE_OR_TASK_NAME in {model_dir}/config.gin) or one with the same "
+            "vocabulary.")
 
 
 def _get(tree: Any, name: str) -> Any:

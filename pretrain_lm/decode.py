@@ -56,7 +56,7 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: {e}")
 
     import tasks
-    from pretrain_lm.checkpoints import Checkpointer, abstract_params
+    from pretrain_lm.checkpoints import Checkpointer, CheckpointMismatchError, abstract_params
     from pretrain_lm.partitioning import Partitioner
 
     model = gin.query_parameter("%MODEL").scoped_configurable_fn()
@@ -69,7 +69,10 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: no checkpoints in {source.directory}; train first.")
     step = steps[-1] if _CHECKPOINT.value == "latest" else int(_CHECKPOINT.value)
     abstract = abstract_params(model, Partitioner())
-    params = source.restore_params(step, abstract)
+    try:
+        params = source.restore_params(step, abstract, tasks.vocabulary_record(task))
+    except CheckpointMismatchError as e:
+        sys.exit(f"error: {e}")
     if _INPUT_FILE.value:
         with open(_INPUT_FILE.value, encoding="utf-8") as f:
             sources, references = [line.rstrip("\n") for line in f], None

@@ -144,7 +144,7 @@ def evaluate_checkpoints(
     import seqio
 
     import tasks as tasks_lib
-    from pretrain_lm.checkpoints import Checkpointer
+    from pretrain_lm.checkpoints import Checkpointer, check_vocabulary
     from tasks import finetuning as ft
     from tasks import metrics
 
@@ -156,6 +156,7 @@ def evaluate_checkpoints(
                   else [name])
     for name in names:
         model.check_task(name)
+        check_vocabulary(model_dir, tasks_lib.vocabulary_record(name))
     source = Checkpointer(model_dir, read_only=True, async_save=False)
     available = sorted(source.manager.all_steps())
     if not available:

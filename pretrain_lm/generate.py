@@ -80,9 +80,12 @@ def run_partitioner() -> Partitioner:
 
 
 def restore_params(model: Any, model_dir: str, checkpoint: str | int = "latest",
-                   partitioner: Partitioner | None = None) -> tuple[Any, int]:
+                   partitioner: Partitioner | None = None, task: str | None = None
+                   ) -> tuple[Any, int]:
     """The parameters of the latest (or a given) checkpoint of ``model_dir`` and its step,
-    laid out on ``partitioner``'s mesh (default: every device on ``data``)."""
+    laid out on ``partitioner``'s mesh (default: every device on ``data``); with ``task``,
+    after checking that the checkpoint was trained on that task's vocabulary."""
+    import tasks
     from pretrain_lm.checkpoints import Checkpointer, abstract_params
     from pretrain_lm.partitioning import Partitioner
 
@@ -95,7 +98,8 @@ def restore_params(model: Any, model_dir: str, checkpoint: str | int = "latest",
         raise FileNotFoundError(f"No checkpoint of step {step} in {source.directory} "
                                 f"(it holds {steps}).")
     abstract = abstract_params(model, partitioner or Partitioner())
-    return source.restore_params(step, abstract), step
+    vocabulary = tasks.vocabulary_record(task) if task else None
+    return source.restore_params(step, abstract, vocabulary), step
 
 
 # ----------------------------------------------------------------------------- generation
@@ -252,8 +256,8 @@ def main(argv: list[str]) -> None:
     partitioner = run_partitioner()
     try:
         params, step = restore_params(model, gin_utils.macro("MODEL_DIR"), _CHECKPOINT.value,
-                                      partitioner)
-    except FileNotFoundError as e:
+                                      partitioner, task)
+    except (FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
     start = time.perf_counter()
     if _PERPLEXITY.value:

@@ -269,6 +269,10 @@ def train(
 
     train_iter = DataIterator(train_data, batch_size, partitioner)
     check_vocab_size(model, train_iter.vocab_size, train_data.task)
+    if is_chief:
+        import tasks
+
+        checkpoints.record_vocabulary(model_dir, tasks.vocabulary_record(train_data.task))
     checkpointer = Checkpointer(model_dir, save_every=checkpoint_every, keep=keep_checkpoints)
     latest = checkpointer.latest_step()
     if latest is not None:

@@ -61,6 +61,23 @@ def get_vocabulary(task_or_mixture: str) -> WordPieceVocabulary:
     return features[pp.INPUT_IDS if pp.INPUT_IDS in features else "targets"].vocabulary
 
 
+def vocabulary_record(task_or_mixture: str) -> dict[str, typing.Any]:
+    """What identifies a task's vocabulary: its size and a SHA-256 of its pieces
+    (the sentencepiece model proto, or the WordPiece token list), for
+    ``pretrain_lm.checkpoints.check_vocabulary``."""
+    import hashlib
+
+    vocab = get_vocabulary(task_or_mixture)
+    if hasattr(vocab, "sp_model"):
+        content = vocab.sp_model
+    elif hasattr(vocab, "tokens"):
+        content = "\n".join(vocab.tokens).encode("utf-8")
+    else:
+        content = None
+    return {"task": task_or_mixture, "vocab_size": int(vocab.vocab_size),
+            "sha256": hashlib.sha256(content).hexdigest() if content is not None else None}
+
+
 def num_examples(task_or_mixture: str, split: str) -> int:
     """Examples in a split before preprocessing (for a mixture: summed over its tasks)."""
     import seqio

@@ -10,7 +10,7 @@ import pytest
 
 import tasks
 from models import transformer
-from pretrain_lm import average_checkpoints
+from pretrain_lm import average_checkpoints, checkpoints
 from pretrain_lm.checkpoints import Checkpointer
 from tasks import translation
 
@@ -109,6 +109,31 @@ def test_tiny_transformer_learns_beyond_unigram_statistics(tmp_path):
     unigram = _unigram_perplexity("train.tsv", "validation.tsv")
     print(f"validation perplexity {results['eval/perplexity']:.1f} vs unigram {unigram:.1f}")
     assert results["eval/perplexity"] < 0.4 * unigram
+    # The run recorded its vocabulary: decoding it with another task's is refused.
+    model_dir = str(tmp_path / "mt")
+    assert os.path.exists(os.path.join(model_dir, checkpoints.VOCABULARY_FILE))
+    source = Checkpointer(model_dir, read_only=True, async_save=False)
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="lm_austen_spm8k"):
+        source.restore_params(source.latest_step(), None,
+                              tasks.vocabulary_record("lm_austen_spm8k"))
+
+
+def test_a_checkpoint_refuses_another_vocabulary(tmp_path):
+    model_dir = str(tmp_path / "run")
+    ours = tasks.vocabulary_record(TASK)
+    assert ours["vocab_size"] == tasks.get_vocabulary(TASK).vocab_size and ours["sha256"]
+    checkpoints.record_vocabulary(model_dir, ours)
+    checkpoints.record_vocabulary(model_dir, ours)  # resuming with the same one is fine
+    checkpoints.check_vocabulary(model_dir, ours)
+    other = tasks.vocabulary_record("lm_austen_spm8k")
+    for check in (checkpoints.check_vocabulary, checkpoints.record_vocabulary):
+        with pytest.raises(checkpoints.CheckpointMismatchError,
+                           match="trained with the vocabulary of task"):
+            check(model_dir, other)
+    # Same size, other pieces: caught by the fingerprint.
+    with pytest.raises(checkpoints.CheckpointMismatchError):
+        checkpoints.check_vocabulary(model_dir, {**ours, "sha256": "0" * 64})
+    checkpoints.check_vocabulary(str(tmp_path / "unrecorded"), other)  # nothing to check
 
 
 @pytest.mark.slow
