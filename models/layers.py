@@ -472,3 +472,105 @@ def label_smoothed_cross_entropy(logits: Array, labels: Array, weights: Array,
     correct = (jnp.argmax(logits, axis=-1) == labels).astype(jnp.float32)
     return (jnp.sum(smoothed * weights), jnp.sum(nll * weights), jnp.sum(correct * weights),
             jnp.sum(weights))
+
+
+def reverse_padded(x: Array, lengths: Array) -> Array:
+    """Reverses each row's first ``lengths[b]`` steps along axis 1, leaving the padding
+    after them in place (its own inverse). ``x`` is ``[batch, time, ...]``."""
+    time = jnp.arange(x.shape[1])[None, :]
+    index = jnp.where(time < lengths[:, None], lengths[:, None] - 1 - time, time)
+    return jnp.take_along_axis(x, index.reshape(index.shape + (1,) * (x.ndim - 2)), axis=1)
+
+
+class LSTM(nn.Module):
+    """One LSTM layer over ``[batch, time, features]``, a ``lax.scan`` over time.
+
+    The gates are ``torch.nn.LSTM``'s (input, forget, cell, output, in that order along
+    the ``4 * hidden_size`` axis), so weights convert one-to-one: ``input_kernel`` =
+    ``weight_ih.T``, ``recurrent_kernel`` = ``weight_hh.T``, ``bias`` = ``bias_ih +
+    bias_hh``, ``projection`` = ``weight_hr.T``. The input projection of every step is one
+    matmul before the scan; only the recurrent matmul runs inside it.
+
+    Options: a projection of the ``hidden_size`` cells to ``projection_size`` outputs that
+    also feed back (LSTMP, Sak et al. 2014; ELMo's 4096 cells -> 512) with ELMo's cell and
+    projection clipping; DropConnect on the hidden-to-hidden weights (``weight_drop``,
+    AWD-LSTM; one mask per call, the same at every time step and for every row, and none
+    when ``deterministic``); ``reverse`` runs right to left over each row's valid steps
+    (a backward LM). ``mask`` ``[batch, time]`` marks valid steps (padding only at the
+    end): padded steps output zeros and leave the state unchanged, so the returned state
+    is the one after each row's last valid step and can be carried into the next call.
+    Returns ``(outputs [batch, time, projection_size or hidden_size], (h, c))``.
+    """
+
+    hidden_size: int
+    projection_size: int | None = None
+    cell_clip: float | None = None
+    projection_clip: float | None = None
+    weight_drop: float = 0.0
+    reverse: bool = False
+    dtype: jnp.dtype = jnp.float32
+
+    @property
+    def output_size(self) -> int:
+        return self.projection_size or self.hidden_size
+
+    def initial_state(self, batch_size: int) -> tuple[Array, Array]:
+        """Zero ``(h [batch, output_size], c [batch, hidden_size])``."""
+        return (jnp.zeros((batch_size, self.output_size), self.dtype),
+                jnp.zeros((batch_size, self.hidden_size), self.dtype))
+
+    @nn.compact
+    def __call__(self, inputs: Array, mask: Array | None = None,
+                 initial_state: tuple[Array, Array] | None = None, *,
+                 deterministic: bool = True) -> tuple[Array, tuple[Array, Array]]:
+        batch, time, features = inputs.shape
+        hidden, out = self.hidden_size, self.output_size
+        # torch.nn.LSTM's initialisation: uniform(-1/sqrt(hidden), 1/sqrt(hidden)).
+        bound = 1.0 / math.sqrt(hidden)
+
+        def uniform(key: Array, shape: tuple[int, ...], dtype: jnp.dtype) -> Array:
+            return jax.random.uniform(key, shape, dtype, -bound, bound)
+
+        def param(name: str, shape: tuple[int, ...], axes: tuple[str | None, ...]) -> Array:
+            return self.param(name, nn.with_logical_partitioning(uniform, axes), shape,
+                              jnp.float32).astype(self.dtype)
+
+        input_kernel = param("input_kernel", (features, 4 * hidden), (EMBED, MLP))
+        recurrent_kernel = param("recurrent_kernel", (out, 4 * hidden), (None, MLP))
+        bias = param("bias", (4 * hidden,), (MLP,))
+        projection = (param("projection", (hidden, out), (MLP, None))
+                      if self.projection_size else None)
+        if self.weight_drop and not deterministic:
+            recurrent_kernel = Dropout(self.weight_drop, name="weight_drop")(
+                recurrent_kernel, deterministic=False)
+            self.sow("intermediates", "dropped_recurrent_kernel", recurrent_kernel)
+
+        valid = jnp.ones((batch, time), bool) if mask is None else mask.astype(bool)
+        lengths = valid.sum(axis=1)
+        x = reverse_padded(inputs, lengths) if self.reverse else inputs
+        projected = jnp.einsum("btf,fg->tbg", x.astype(self.dtype), input_kernel) + bias
+        state = initial_state if initial_state is not None else self.initial_state(batch)
+
+        def step(carry: tuple[Array, Array], xs: tuple[Array, Array]
+                 ) -> tuple[tuple[Array, Array], Array]:
+            h, c = carry
+            gates_x, ok = xs
+            gates = gates_x + h @ recurrent_kernel
+            i, f, g, o = jnp.split(gates, 4, axis=-1)
+            new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            if self.cell_clip is not None:
+                new_c = jnp.clip(new_c, -self.cell_clip, self.cell_clip)
+            new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
+            if projection is not None:
+                new_h = new_h @ projection
+                if self.projection_clip is not None:
+                    new_h = jnp.clip(new_h, -self.projection_clip, self.projection_clip)
+            ok = ok[:, None]
+            carry = (jnp.where(ok, new_h, h), jnp.where(ok, new_c, c))
+            return carry, jnp.where(ok, new_h, 0.0)
+
+        state, outputs = jax.lax.scan(step, state, (projected, valid.T))
+        outputs = outputs.transpose(1, 0, 2)
+        if self.reverse:
+            outputs = reverse_padded(outputs, lengths)
+        return outputs, state
