@@ -40,6 +40,24 @@ class Model(abc.ABC):
              train: bool) -> tuple[Array, Metrics]:
         """Scalar training loss and summed metrics for one batch."""
 
+    def init_state(self, batch_size: int) -> dict:
+        """Non-trained state carried from each training step to the next and checkpointed
+        with the parameters (a recurrent LM's hidden state across consecutive batches of
+        its streams, batch-norm statistics); ``{}``, the default, for stateless models."""
+        del batch_size
+        return {}
+
+    def eval_state(self, state: dict, batch_size: int) -> dict:
+        """The state an evaluation pass starts from (default: the training state)."""
+        del batch_size
+        return state
+
+    def loss_with_state(self, params: dict, state: dict, batch: Batch, *,
+                        rng: Array | None, train: bool) -> tuple[Array, Metrics, dict]:
+        """``loss`` that also returns the next state; stateful models override it."""
+        loss, metrics = self.loss(params, batch, rng=rng, train=train)
+        return loss, metrics, state
+
     def tokens_per_example(self, batch: Mapping[str, np.ndarray]) -> int:
         """Sequence positions per example (for tokens/s): the width of ``input_ids``."""
         return int(batch["input_ids"].shape[-1])

@@ -6,13 +6,23 @@ LayerNorm and biases), global-norm clipping at 1.0, linear warm-up then linear d
 
 Note: BERT's own ``AdamWeightDecayOptimizer`` skips Adam's bias correction; we use
 standard (bias-corrected) AdamW, as HuggingFace and most re-implementations do.
+
+Transformer: ``transformer_adam``, Adam (beta 0.9/0.98, eps 1e-9) with the warm-up /
+inverse-square-root schedule.
+
+ULMFiT (Howard & Ruder 2018): ``ulmfit_adam``, Adam (beta 0.7/0.99) with slanted
+triangular learning rates (``slanted_triangular``), discriminative fine-tuning
+(``discriminative_learning_rates``: each layer group's rate is the one above's / 2.6) and
+gradual unfreezing (``gradual_unfreezing``); layer groups are regular expressions over
+parameter paths (``layer_group_labels``).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -123,3 +133,168 @@ def transformer_adam(
     chain = [optax.clip_by_global_norm(clip_norm)] if clip_norm is not None else []
     chain.append(optax.adam(learning_rate, b1=b1, b2=b2, eps=eps))
     return Optimizer(optax.chain(*chain), learning_rate)
+
+
+# -- ULMFiT (Howard & Ruder 2018) ----------------------------------------------------------
+
+ULMFIT_LAYER_GROUPS = ("embed", "lstm_0", "lstm_1", "lstm_2", "classifier")
+
+
+def slanted_triangular(max_learning_rate: float, total_steps: int, cut_frac: float = 0.1,
+                       ratio: float = 32.0) -> optax.Schedule:
+    """ULMFiT's slanted triangular learning rate (Howard & Ruder 2018, eq. 3).
+
+    ``cut = floor(T * cut_frac)``; ``p = t / cut`` if ``t < cut`` else
+    ``1 - (t - cut) / (cut * (1 / cut_frac - 1))``; ``lr = max_lr * (1 + p (ratio - 1)) / ratio``.
+    ``t`` is optax's count, from 0: the first step gets ``max_lr / ratio``, step ``cut`` gets
+    ``max_lr``. Where ``T * cut_frac`` is not an integer the paper's decay reaches ``p = 0``
+    at ``t = cut / cut_frac < T`` and then falls below ``max_lr / ratio``, even below zero,
+    before ``T``; ``p`` is therefore held at 0 from there on (also past ``T``), so the rate
+    never falls below ``max_lr / ratio``. With ``T * cut_frac`` an integer ``p`` reaches 0
+    only at ``t = T`` and the schedule is eq. 3 exactly.
+    """
+    if not 0.0 < cut_frac < 1.0:
+        raise ValueError(f"cut_frac must be in (0, 1), got {cut_frac}.")
+    if ratio < 1.0:
+        raise ValueError(f"ratio must be >= 1, got {ratio}.")
+    # The tiny tolerance keeps e.g. 100 * 0.29 = 28.999999999999996 at cut = 29.
+    cut = math.floor(total_steps * cut_frac + 1e-9)
+    if cut < 1:
+        raise ValueError(f"slanted_triangular needs total_steps * cut_frac >= 1, got "
+                         f"total_steps={total_steps}, cut_frac={cut_frac}.")
+    decay_steps = cut * (1.0 / cut_frac - 1.0)
+
+    def schedule(count: jax.Array) -> jax.Array:
+        t = jnp.asarray(count, jnp.float32)
+        p = jnp.where(t < cut, t / cut, 1.0 - (t - cut) / decay_steps)
+        p = jnp.maximum(p, 0.0)
+        return max_learning_rate * (1.0 + p * (ratio - 1.0)) / ratio
+
+    return schedule
+
+
+def _path_name(path: tuple) -> str:
+    """``"/"``-joined names of a ``jax.tree_util`` key path, e.g. ``params/lstm_0/kernel``."""
+    return "/".join(str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k))))
+                    for k in path)
+
+
+def layer_group_labels(params: Any, groups: Sequence[str]) -> Any:
+    """The index of each parameter's layer group, a pytree like ``params``.
+
+    ``groups`` are regular expressions, bottom group first (e.g. ``ULMFIT_LAYER_GROUPS``);
+    a parameter belongs to the first one that ``re.search``es its ``"/"``-joined path.
+    A parameter that matches none raises a ValueError naming it.
+    """
+    if not groups:
+        raise ValueError("layer_groups is empty; give at least one pattern.")
+    patterns = [re.compile(g) for g in groups]
+
+    def label(path: tuple, _: Any) -> int:
+        name = _path_name(path)
+        for index, pattern in enumerate(patterns):
+            if pattern.search(name):
+                return index
+        raise ValueError(f"Parameter {name!r} matches none of the layer groups "
+                         f"{tuple(groups)}; add a pattern for it.")
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def discriminative_factors(num_groups: int, decay: float = 2.6) -> list[float]:
+    """Learning-rate factor of each group, bottom first: ``decay ** -(num_groups - 1 - g)``
+    (the top group 1, the one below ``1 / decay``, ...)."""
+    return [float(decay) ** -(num_groups - 1 - g) for g in range(num_groups)]
+
+
+def discriminative_learning_rates(groups: Sequence[str], decay: float = 2.6
+                                  ) -> optax.GradientTransformation:
+    """ULMFiT's discriminative fine-tuning (sec. 3.2): scales the updates of layer group
+    ``g`` (``groups`` bottom first) by ``decay ** -(num_groups - 1 - g)``, i.e.
+    ``lr^{l-1} = lr^l / decay``. Stateless; put it before the learning-rate scaling."""
+    factors = discriminative_factors(len(groups), decay)
+    return optax.multi_transform(
+        {g: optax.scale(f) for g, f in enumerate(factors)},
+        lambda tree: layer_group_labels(tree, groups))
+
+
+class GradualUnfreezingState(NamedTuple):
+    """Number of updates seen so far."""
+
+    count: jax.Array
+
+
+def gradual_unfreezing(groups: Sequence[str], steps_per_stage: int | None
+                       ) -> optax.GradientTransformation:
+    """ULMFiT's gradual unfreezing (sec. 3.3): sets the updates of frozen groups to zero.
+
+    At step ``s`` (from 0) the top ``1 + s // steps_per_stage`` groups (``groups`` bottom
+    first) are trainable, the others frozen. Put it LAST in the chain, so that nothing
+    after it (weight decay, ...) moves a frozen parameter: frozen updates are ``-0.0``,
+    and ``x + -0.0`` is ``x`` bit for bit. Transformations before it still see the
+    gradients of frozen groups (Adam's moments are warm when a group thaws; fastai gives
+    frozen parameters no gradient instead). ``steps_per_stage`` None or 0: identity.
+    """
+    if not steps_per_stage:
+        return optax.identity()
+    if steps_per_stage < 0:
+        raise ValueError(f"steps_per_stage must be positive, got {steps_per_stage}.")
+    num_groups = len(groups)
+
+    def init_fn(params: Any) -> GradualUnfreezingState:
+        layer_group_labels(params, groups)  # a parameter outside every group fails early
+        return GradualUnfreezingState(count=jnp.zeros((), jnp.int32))
+
+    def update_fn(updates: Any, state: GradualUnfreezingState, params: Any = None
+                  ) -> tuple[Any, GradualUnfreezingState]:
+        del params
+        lowest_trainable = num_groups - 1 - state.count // steps_per_stage
+        labels = layer_group_labels(updates, groups)
+        updates = jax.tree.map(
+            lambda u, g: jnp.where(g >= lowest_trainable, u, jnp.full_like(u, -0.0)),
+            updates, labels)
+        return updates, GradualUnfreezingState(optax.safe_int32_increment(state.count))
+
+    return optax.GradientTransformation(init_fn, update_fn)
+
+
+def ulmfit_adam(
+    *,
+    learning_rate: float = 0.01,
+    total_steps: int | None = None,
+    cut_frac: float = 0.1,
+    ratio: float = 32.0,
+    b1: float = 0.7,
+    b2: float = 0.99,
+    eps: float = 1e-8,
+    weight_decay: float = 0.0,
+    exclude_from_weight_decay: Sequence[str] = (),
+    clip_norm: float | None = None,
+    layer_groups: Sequence[str] = ULMFIT_LAYER_GROUPS,
+    discriminative_decay: float = 2.6,
+    unfreeze_every_steps: int | None = None,
+) -> Optimizer:
+    """ULMFiT's fine-tuning optimizer (Howard & Ruder 2018): Adam with beta 0.7/0.99,
+    slanted triangular learning rates, discriminative fine-tuning and gradual unfreezing.
+
+    ``learning_rate`` is the top group's peak (the paper: 0.01 for the LM, 0.004 for the
+    classifier). ``eps`` 1e-8 is PyTorch's Adam default, which the paper's fastai code used.
+    ``weight_decay`` is decoupled (AdamW-style, scaled by each group's learning rate as in
+    fastai); ``exclude_from_weight_decay`` as in ``adamw``. ``layer_groups`` are regular
+    expressions over the ``"/"``-joined parameter path, bottom first; every parameter must
+    match one. ``unfreeze_every_steps`` None: everything trains from the start. The
+    returned ``learning_rate`` is the top group's schedule.
+    """
+    if total_steps is None:
+        raise ValueError("ulmfit_adam needs total_steps for its slanted triangular schedule; "
+                         "bind optimizers.ulmfit_adam.total_steps or let the trainer fill it.")
+    schedule = slanted_triangular(float(learning_rate), total_steps, cut_frac, ratio)
+    chain = [optax.clip_by_global_norm(clip_norm)] if clip_norm is not None else []
+    chain.append(optax.scale_by_adam(b1=b1, b2=b2, eps=eps))
+    if weight_decay:
+        chain.append(optax.add_decayed_weights(
+            weight_decay, mask=lambda params: decay_mask(params, exclude_from_weight_decay)))
+    chain.append(discriminative_learning_rates(layer_groups, discriminative_decay))
+    chain.append(optax.scale_by_learning_rate(schedule))
+    chain.append(gradual_unfreezing(layer_groups, unfreeze_every_steps))
+    return Optimizer(optax.chain(*chain), schedule)

@@ -49,6 +49,7 @@ class TrainState:
     step: jax.Array
     params: Any
     opt_state: Any
+    model_state: Any = flax.struct.field(default_factory=dict)  # Model.init_state
 
 
 class Trainer:
@@ -56,13 +57,14 @@ class Trainer:
 
     def __init__(self, model: Model, tx: optax.GradientTransformation,
                  partitioner: Partitioner, *, seed: int = 0,
-                 num_microbatches: int = 1) -> None:
+                 num_microbatches: int = 1, batch_size: int | None = None) -> None:
         self.model = model
         self.tx = tx
         self.partitioner = partitioner
         self.seed = seed
         self.num_microbatches = num_microbatches
         self._init_batch = model.example_batch(partitioner.data_size)
+        self.batch_size = batch_size or partitioner.data_size
 
         rng = jax.random.key(seed)
         with partitioner.context():
@@ -73,8 +75,10 @@ class Trainer:
         opt_shardings = optax.tree_map_params(
             tx, lambda _, sharding: sharding, abstract.opt_state, self.param_shardings,
             transform_non_params=lambda _: replicated)
+        self.model_state_shardings = jax.tree.map(lambda _: replicated, abstract.model_state)
         self.state_shardings = TrainState(
-            step=replicated, params=self.param_shardings, opt_state=opt_shardings)
+            step=replicated, params=self.param_shardings, opt_state=opt_shardings,
+            model_state=self.model_state_shardings)
         self.abstract_state = jax.tree.map(
             lambda a, s: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=s),
             abstract, self.state_shardings)
@@ -83,14 +87,16 @@ class Trainer:
             self._step, in_shardings=(self.state_shardings, batch_sharding),
             out_shardings=(self.state_shardings, replicated), donate_argnums=(0,))
         self._eval_step = jax.jit(
-            self._eval, in_shardings=(self.param_shardings, batch_sharding),
-            out_shardings=replicated)
+            self._eval,
+            in_shardings=(self.param_shardings, self.model_state_shardings, batch_sharding),
+            out_shardings=(replicated, self.model_state_shardings))
 
     # -- state ------------------------------------------------------------
     def _init_state(self, rng: jax.Array) -> TrainState:
         params = nn.meta.unbox(self.model.init(rng, self._init_batch))
         return TrainState(step=jnp.zeros((), jnp.int32), params=params,
-                          opt_state=self.tx.init(params))
+                          opt_state=self.tx.init(params),
+                          model_state=self.model.init_state(self.batch_size))
 
     def init_state(self) -> TrainState:
         """Fresh, sharded train state (each device creates only its own shards)."""
@@ -102,29 +108,36 @@ class Trainer:
         return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(self.abstract_state.params))
 
     # -- steps ------------------------------------------------------------
-    def _grads(self, params: Any, batch: dict, rng: jax.Array) -> tuple[Any, Metrics]:
-        def loss_fn(p: Any) -> tuple[jax.Array, Metrics]:
-            return self.model.loss(p, batch, rng=rng, train=True)
+    def _grads(self, params: Any, model_state: Any, batch: dict, rng: jax.Array
+               ) -> tuple[Any, Metrics, Any]:
+        def loss_fn(p: Any) -> tuple[jax.Array, tuple[Metrics, Any]]:
+            loss, metrics, new_state = self.model.loss_with_state(
+                p, model_state, batch, rng=rng, train=True)
+            return loss, (metrics, new_state)
 
-        (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        return grads, metrics
+        (_, (metrics, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+        return grads, metrics, new_state
 
     def _step(self, state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
         rng = jax.random.fold_in(jax.random.key(self.seed + 1), state.step)
         k = self.num_microbatches
+        model_state = state.model_state
         if k == 1:
-            grads, metrics = self._grads(state.params, batch, rng)
+            grads, metrics, model_state = self._grads(state.params, model_state, batch, rng)
+        elif jax.tree.leaves(model_state):
+            raise ValueError(f"{type(self.model).__name__} carries state from step to step; "
+                             "train it with num_microbatches=1.")
         else:
             micro = jax.tree.map(
                 lambda x: x.reshape((k, x.shape[0] // k, *x.shape[1:])), batch)
 
             def accumulate(carry: Any, inputs: tuple[int, dict]) -> tuple[Any, None]:
                 i, mb = inputs
-                g, m = self._grads(state.params, mb, jax.random.fold_in(rng, i))
+                g, m, _ = self._grads(state.params, model_state, mb, jax.random.fold_in(rng, i))
                 return jax.tree.map(jnp.add, carry, (g, m)), None
 
-            zero = jax.eval_shape(self._grads, state.params,
-                                  jax.tree.map(lambda x: x[0], micro), rng)
+            zero = jax.eval_shape(self._grads, state.params, model_state,
+                                  jax.tree.map(lambda x: x[0], micro), rng)[:2]
             zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
             (grads, metrics), _ = jax.lax.scan(accumulate, zero, (jnp.arange(k), micro))
             grads = jax.tree.map(lambda g: g / k, grads)
@@ -132,28 +145,35 @@ class Trainer:
         params = optax.apply_updates(state.params, updates)
         metrics = dict(metrics)
         metrics["grad_norm"] = (optax.tree.norm(grads), jnp.ones(()))
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state,
+                          model_state=model_state), metrics
 
-    def _eval(self, params: Any, batch: dict) -> Metrics:
-        _, metrics = self.model.loss(params, batch, rng=None, train=False)
-        return metrics
+    def _eval(self, params: Any, model_state: Any, batch: dict) -> tuple[Metrics, Any]:
+        _, metrics, model_state = self.model.loss_with_state(
+            params, model_state, batch, rng=None, train=False)
+        return metrics, model_state
 
     def train_step(self, state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
         with self.partitioner.context():
             return self._train_step(state, batch)
 
-    def eval_step(self, params: Any, batch: dict) -> Metrics:
+    def eval_step(self, params: Any, batch: dict, model_state: Any = None
+                  ) -> tuple[Metrics, Any]:
+        """The summed metrics of one batch and the model state after it."""
         with self.partitioner.context():
-            return self._eval_step(params, batch)
+            return self._eval_step(params, {} if model_state is None else model_state, batch)
 
-    def evaluate(self, params: Any, batches: Iterable[dict], num_steps: int | None
-                 ) -> dict[str, float]:
-        """Averages the model's metrics over up to ``num_steps`` batches."""
+    def evaluate(self, params: Any, batches: Iterable[dict], num_steps: int | None,
+                 model_state: Any = None) -> dict[str, float]:
+        """Averages the model's metrics over up to ``num_steps`` batches, starting from
+        ``model.eval_state(model_state)`` and carrying it from batch to batch."""
         totals: Metrics | None = None
+        model_state = self.model.eval_state(model_state or {}, self.batch_size)
         for i, batch in enumerate(batches):
             if num_steps is not None and i >= num_steps:
                 break
-            totals = accumulate_metrics(totals, self.eval_step(params, batch))
+            metrics, model_state = self.eval_step(params, batch, model_state)
+            totals = accumulate_metrics(totals, metrics)
         return self.summarize(totals) if totals is not None else {}
 
     def summarize(self, totals: Metrics) -> dict[str, float]:
@@ -258,7 +278,8 @@ def train(
                          f"num_microbatches={num_microbatches}.")
     partitioner = partitioner or Partitioner()
     opt = optimizer(total_steps=schedule_steps or train_steps)
-    trainer = Trainer(model, opt.tx, partitioner, seed=seed, num_microbatches=num_microbatches)
+    trainer = Trainer(model, opt.tx, partitioner, seed=seed, num_microbatches=num_microbatches,
+                      batch_size=batch_size)
     is_chief = jax.process_index() == 0
     train_writer = metric_writers.create_default_writer(
         os.path.join(model_dir, "train"), just_logging=not is_chief)
@@ -292,7 +313,7 @@ def train(
             return {}
         eval_iter = DataIterator(eval_data, batch_size, partitioner)
         batches = _global_batches(eval_iter)
-        results = trainer.evaluate(state.params, batches, eval_steps)
+        results = trainer.evaluate(state.params, batches, eval_steps, state.model_state)
         eval_writer.write_scalars(step, results)
         eval_writer.flush()
         if is_chief:

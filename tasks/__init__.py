@@ -26,7 +26,7 @@ __all__ = ["get_dataset", "get_stats", "get_vocabulary", "preprocessors", "pretr
 _SUBMODULES = (
     "conll", "corpus", "finetuning", "glue", "language_modeling", "learn_bpe", "learn_vocab",
     "metrics", "preprocessors", "pretraining", "registry", "sample_text", "squad",
-    "translation", "vocab",
+    "translation", "vocab", "word_vocab",
 )
 
 

@@ -1,0 +1,116 @@
+"""AWD-LSTM (models/awd_lstm.py): its dropouts, AR/TAR and the carried hidden state."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from models import awd_lstm
+
+TINY = awd_lstm.AWDLSTMConfig(vocab_size=50, embed_dim=8, hidden_size=12, num_layers=3)
+NO_DROPOUT = dataclasses.replace(TINY, drop_mult=0.0)
+
+
+def _batch(ids: np.ndarray) -> dict:
+    ids = np.asarray(ids, np.int32)
+    return {"decoder_input_tokens": ids[:, :-1], "decoder_target_tokens": ids[:, 1:],
+            "decoder_loss_weights": np.ones_like(ids[:, 1:], np.float32)}
+
+
+def _params(model: awd_lstm.AWDLSTMLanguageModel, batch: dict) -> dict:
+    return flax.core.meta.unbox(model.init(jax.random.key(0), batch))
+
+
+def test_locked_dropout_is_one_mask_per_sequence():
+    x = jnp.ones((3, 7, 16))
+    out = awd_lstm.LockedDropout(0.5).apply({}, x, deterministic=False,
+                                            rngs={"dropout": jax.random.key(0)})
+    out = np.asarray(out)
+    np.testing.assert_array_equal(out, np.broadcast_to(out[:, :1], out.shape))
+    assert set(np.unique(out)) == {0.0, 2.0}
+    assert not np.array_equal(out[0, 0], out[1, 0])
+    np.testing.assert_array_equal(
+        awd_lstm.LockedDropout(0.5).apply({}, x, deterministic=True), x)
+
+
+def test_embedding_dropout_drops_whole_words():
+    cfg = dataclasses.replace(TINY, embed_dropout=0.5)
+    network = awd_lstm.AWDLSTM(cfg)
+    ids = np.tile(np.arange(10), (2, 3))  # every word six times
+    variables = network.init(jax.random.key(0), jnp.asarray(ids))
+    table = np.asarray(flax.core.meta.unbox(variables)["params"]["embedding"])
+    x = np.asarray(network.apply(variables, jnp.asarray(ids), deterministic=False,
+                                 method=awd_lstm.AWDLSTM.embed,
+                                 rngs={"dropout": jax.random.key(3)}))
+    words, rows = ids.ravel(), x.reshape(-1, cfg.embed_dim)
+    dropped = {int(w) for w, v in zip(words, rows, strict=True) if not v.any()}
+    assert 0 < len(dropped) < 10
+    for w, v in zip(words, rows, strict=True):
+        want = 0.0 if int(w) in dropped else table[w] / 0.5
+        np.testing.assert_allclose(v, want, rtol=1e-6)
+    np.testing.assert_array_equal(
+        network.apply(variables, jnp.asarray(ids), method=awd_lstm.AWDLSTM.embed), table[ids])
+
+
+def test_evaluation_is_deterministic_and_ignores_dropout_settings():
+    ids = np.random.default_rng(0).integers(1, 50, size=(2, 9))
+    batch = _batch(ids)
+    with_dropout = awd_lstm.AWDLSTMLanguageModel(TINY, max_length=8, carry_state=False)
+    without = awd_lstm.AWDLSTMLanguageModel(NO_DROPOUT, max_length=8, carry_state=False)
+    params = _params(with_dropout, batch)
+    a = with_dropout.loss(params, batch, rng=None, train=False)[0]
+    b = without.loss(params, batch, rng=None, train=False)[0]
+    assert float(a) == float(b)
+    t1 = with_dropout.loss(params, batch, rng=jax.random.key(1), train=True)[0]
+    t2 = with_dropout.loss(params, batch, rng=jax.random.key(2), train=True)[0]
+    assert float(t1) != float(t2)
+
+
+def test_carried_state_continues_the_stream_exactly():
+    """Two consecutive batches of a stream with the state carried = one long batch."""
+    model = awd_lstm.AWDLSTMLanguageModel(NO_DROPOUT, max_length=6)
+    ids = np.random.default_rng(1).integers(1, 50, size=(3, 13))
+    whole = _batch(ids)
+    params = _params(model, whole)
+    state0 = model.init_state(3)
+    _, m_whole, _ = model.loss_with_state(params, state0, whole, rng=None, train=False)
+    first, second = _batch(ids[:, :7]), _batch(ids[:, 6:])
+    _, m1, state1 = model.loss_with_state(params, state0, first, rng=None, train=False)
+    _, m2, _ = model.loss_with_state(params, state1, second, rng=None, train=False)
+    np.testing.assert_allclose(m1["nll"][0] + m2["nll"][0], m_whole["nll"][0], rtol=1e-5)
+    # Without the carried state the second half is scored from a cold start: different.
+    _, cold, _ = model.loss_with_state(params, state0, second, rng=None, train=False)
+    assert abs(float(cold["nll"][0]) - float(m2["nll"][0])) > 1e-3
+
+
+def test_padding_keeps_the_state_of_the_last_valid_token():
+    model = awd_lstm.AWDLSTMLanguageModel(NO_DROPOUT, max_length=6)
+    ids = np.random.default_rng(2).integers(1, 50, size=(2, 7))
+    short = _batch(ids[:, :5])
+    padded = {k: np.pad(v, ((0, 0), (0, 2))) for k, v in short.items()}
+    params = _params(model, padded)
+    state0 = model.init_state(2)
+    _, m_short, s_short = model.loss_with_state(params, state0, short, rng=None, train=False)
+    _, m_pad, s_pad = model.loss_with_state(params, state0, padded, rng=None, train=False)
+    np.testing.assert_allclose(m_short["nll"][0], m_pad["nll"][0], rtol=1e-6)
+    for a, b in zip(jax.tree.leaves(s_short), jax.tree.leaves(s_pad), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_ar_and_tar_are_added_in_training_only():
+    model = awd_lstm.AWDLSTMLanguageModel(NO_DROPOUT, max_length=8, carry_state=False)
+    batch = _batch(np.random.default_rng(3).integers(1, 50, size=(2, 9)))
+    params = _params(model, batch)
+    loss, metrics = model.loss(params, batch, rng=jax.random.key(0), train=True)
+    assert float(metrics["ar"][0]) > 0 and float(metrics["tar"][0]) > 0
+    np.testing.assert_allclose(
+        float(loss), float(metrics["nll"][0] / metrics["nll"][1] + metrics["ar"][0]
+                           + metrics["tar"][0]), rtol=1e-5)
+    plain = dataclasses.replace(model, alpha=0.0, beta=0.0)
+    np.testing.assert_allclose(
+        float(plain.loss(params, batch, rng=jax.random.key(0), train=True)[0]),
+        float(metrics["nll"][0] / metrics["nll"][1]), rtol=1e-5)
