@@ -144,7 +144,7 @@ def slanted_triangular(max_learning_rate: float, total_steps: int, cut_frac: flo
                        ratio: float = 32.0) -> optax.Schedule:
     """ULMFiT's slanted triangular learning rate (Howard & Ruder 2018, eq. 3).
 
-    ``cut = floor(T * cut_frac)``; ``p = t / cut`` if ``t < cut`` else
+    ``cut = floor(T * cut_frac)`` (at least 1); ``p = t / cut`` if ``t < cut`` else
     ``1 - (t - cut) / (cut * (1 / cut_frac - 1))``; ``lr = max_lr * (1 + p (ratio - 1)) / ratio``.
     ``t`` is optax's count, from 0: the first step gets ``max_lr / ratio``, step ``cut`` gets
     ``max_lr``. Where ``T * cut_frac`` is not an integer the paper's decay reaches ``p = 0``
@@ -158,10 +158,8 @@ def slanted_triangular(max_learning_rate: float, total_steps: int, cut_frac: flo
     if ratio < 1.0:
         raise ValueError(f"ratio must be >= 1, got {ratio}.")
     # The tiny tolerance keeps e.g. 100 * 0.29 = 28.999999999999996 at cut = 29.
-    cut = math.floor(total_steps * cut_frac + 1e-9)
-    if cut < 1:
-        raise ValueError(f"slanted_triangular needs total_steps * cut_frac >= 1, got "
-                         f"total_steps={total_steps}, cut_frac={cut_frac}.")
+    # At least one warm-up step, so that runs shorter than 1 / cut_frac steps work too.
+    cut = max(1, math.floor(total_steps * cut_frac + 1e-9))
     decay_steps = cut * (1.0 / cut_frac - 1.0)
 
     def schedule(count: jax.Array) -> jax.Array:

@@ -141,6 +141,7 @@ def get_dataset(
     shard_index: int = 0,
     num_shards: int = 1,
     num_epochs: int | None = None,
+    bptt: int | None = None,
 ) -> tf.data.Dataset:
     """Fixed-shape batches of a pretraining or fine-tuning task for this process.
 
@@ -153,6 +154,10 @@ def get_dataset(
     `segment_ids`, `example_weight` and their head's labels; with finite `num_epochs`
     their last partial batch is filled with rows of `example_weight` 0 (counted as
     `examples_padding_last_batch`), so evaluation sees every example exactly once.
+
+    Decoder-only LM tasks with `bptt` give BPTT stream batches instead
+    (`tasks.language_modeling.bptt_stream_dataset`): row r of each batch continues row r
+    of the batch before, in windows of about `bptt` ids padded to `targets_length`.
 
     The same arguments give the same batches. The pipeline supports iterator
     checkpointing (`clu.data.dataset_iterator.TfDatasetIterator(ds, checkpoint=True)`).
@@ -173,6 +178,16 @@ def get_dataset(
     finetuning = importlib.import_module("tasks.finetuning")
     is_finetuning = finetuning.is_finetuning_task(provider)
     converter = None
+    if bptt is not None:
+        if set(provider.output_features) != {"targets"} or targets_length is None:
+            raise ValueError(f"bptt={bptt} needs a decoder-only LM task and targets_length; "
+                             f"{task_or_mixture!r} is not one, or targets_length is missing.")
+        from tasks import language_modeling
+
+        return language_modeling.bptt_stream_dataset(
+            provider, split=split, batch_size=batch_size, bptt=bptt,
+            max_length=targets_length, seed=seed, shuffle=shuffle, shard_index=shard_index,
+            num_shards=num_shards, num_epochs=num_epochs)
     if set(provider.output_features) in ({"inputs", "targets"}, {"targets"}):
         # Sequence-to-sequence (translation) or decoder-only LM: seqio's converters.
         lengths = {"targets": targets_length}

@@ -163,6 +163,112 @@ def chunk_documents(ds: tf.data.Dataset, sequence_length: Mapping[str, int],
     return ds.flat_map(to_chunks)
 
 
+# ---------------------------------------------------------------------------------------
+# BPTT streams (AWD-LSTM / ULMFiT): batches that continue each other row by row
+
+
+def bptt_lengths(total: int, bptt: int, max_length: int, rng: np.random.Generator | None
+                 ) -> list[int]:
+    """Consecutive BPTT window lengths covering ``total`` positions. With ``rng`` they vary
+    as AWD-LSTM's: ``bptt`` with probability 0.95, else ``bptt / 2``, then ``N(that, 5)``,
+    at least 5 and at most ``max_length``; without, every window is ``bptt`` long."""
+    lengths, done = [], 0
+    while done < total:
+        if rng is None:
+            n = bptt
+        else:
+            mean = bptt if rng.random() < 0.95 else bptt / 2
+            n = max(5, int(rng.normal(mean, 5)))
+        n = min(n, max_length, total - done)
+        lengths.append(n)
+        done += n
+    return lengths
+
+
+def bptt_stream_batches(documents: list[np.ndarray], batch_size: int, bptt: int,
+                        max_length: int, rng: np.random.Generator | None, *,
+                        shuffle: bool, stats_name: str) -> dict[str, np.ndarray]:
+    """One epoch of stream batches ``[steps, batch_size, max_length]``.
+
+    The documents (each ending in EOS; shuffled when ``shuffle``) are concatenated into one
+    stream, cut into ``batch_size`` equal rows, and the rows are read in windows of
+    ``bptt_lengths``: row ``r`` of batch ``k + 1`` continues row ``r`` of batch ``k``, so a
+    model can carry its hidden state across batches. Inputs are the stream, targets the
+    stream one step ahead; positions past a window's length are padding (weight 0). The
+    ``len(stream) - 1`` mod ``batch_size`` ids that do not fill a row are counted as
+    ``stream_tokens_dropped``.
+    """
+    if not documents:
+        raise ValueError(f"{stats_name}: no documents to build BPTT streams from.")
+    order = rng.permutation(len(documents)) if shuffle and rng is not None else range(
+        len(documents))
+    stream = np.concatenate([documents[i] for i in order]).astype(np.int32)
+    per_row = (len(stream) - 1) // batch_size
+    if per_row < 1:
+        raise ValueError(f"{stats_name}: {len(stream)} ids cannot fill {batch_size} rows; "
+                         "use a smaller batch.")
+    used = per_row * batch_size
+    pp.STATS.add(stats_name, {"stream_tokens": used,
+                              "stream_tokens_dropped": len(stream) - 1 - used})
+    inputs = stream[:used].reshape(batch_size, per_row)
+    targets = stream[1:used + 1].reshape(batch_size, per_row)
+    lengths = bptt_lengths(per_row, bptt, max_length, rng if shuffle else None)
+    steps = len(lengths)
+    out = {"decoder_input_tokens": np.zeros((steps, batch_size, max_length), np.int32),
+           "decoder_target_tokens": np.zeros((steps, batch_size, max_length), np.int32),
+           "decoder_loss_weights": np.zeros((steps, batch_size, max_length), np.float32)}
+    start = 0
+    for k, n in enumerate(lengths):
+        out["decoder_input_tokens"][k, :, :n] = inputs[:, start:start + n]
+        out["decoder_target_tokens"][k, :, :n] = targets[:, start:start + n]
+        out["decoder_loss_weights"][k, :, :n] = 1.0
+        start += n
+    return out
+
+
+def bptt_stream_dataset(provider: seqio.Task, *, split: str, batch_size: int, bptt: int,
+                        max_length: int, seed: int, shuffle: bool, shard_index: int = 0,
+                        num_shards: int = 1, num_epochs: int | None = None
+                        ) -> tf.data.Dataset:
+    """Batches of :func:`bptt_stream_batches` for a decoder-only LM task, epoch after
+    epoch (``num_epochs`` None: forever), each epoch's document order and window lengths
+    drawn from ``(seed, shard_index, epoch)``; windows vary only when ``shuffle``
+    (training). The split's documents of this shard are read into memory once.
+    Checkpointable like every other pipeline (the epoch index is the iterator state)."""
+    if not 0 < bptt <= max_length:
+        raise ValueError(f"bptt={bptt} must be in (0, targets_length={max_length}].")
+    whole = provider.get_dataset(
+        sequence_length={"targets": 2**30}, split=split, use_cached=False, shuffle=False,
+        seed=seed, num_epochs=1,
+        shard_info=seqio.ShardInfo(shard_index, num_shards) if num_shards > 1 else None)
+    documents = [np.asarray(ex["targets"], np.int32) for ex in whole.as_numpy_iterator()]
+    name = provider.name
+
+    def epoch(e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        rng = np.random.default_rng([seed, shard_index, int(e)])
+        b = bptt_stream_batches(documents, batch_size, bptt, max_length, rng,
+                                shuffle=shuffle, stats_name=name)
+        return (b["decoder_input_tokens"], b["decoder_target_tokens"],
+                b["decoder_loss_weights"])
+
+    def batches(e: tf.Tensor) -> tf.data.Dataset:
+        parts = tf.numpy_function(epoch, [e], (tf.int32, tf.int32, tf.float32),
+                                  stateful=False)
+        shape = [None, batch_size, max_length]
+        parts = [tf.ensure_shape(x, shape) for x in parts]
+        return tf.data.Dataset.from_tensor_slices(
+            dict(zip(("decoder_input_tokens", "decoder_target_tokens",
+                      "decoder_loss_weights"), parts, strict=True)))
+
+    epochs = tf.data.Dataset.range(num_epochs) if num_epochs else tf.data.Dataset.range(
+        2**62)
+    options = tf.data.Options()
+    options.deterministic = True
+    options.experimental_external_state_policy = (
+        tf.data.experimental.ExternalStatePolicy.IGNORE)
+    return epochs.flat_map(batches).with_options(options).prefetch(2)
+
+
 def _add(name: str, **kwargs: object) -> seqio.Task:
     if name in seqio.TaskRegistry.names():
         seqio.TaskRegistry.remove(name)

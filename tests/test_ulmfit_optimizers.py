@@ -76,9 +76,11 @@ def test_slanted_triangular_clamps_only_where_eq3_would_go_below_its_minimum():
     np.testing.assert_allclose(got[30:], 1 / 32, rtol=1e-6)
 
 
-def test_slanted_triangular_rejects_a_schedule_without_a_ramp():
-    with pytest.raises(ValueError, match="total_steps"):
-        optimizers.slanted_triangular(0.01, 5, cut_frac=0.1)
+def test_slanted_triangular_short_runs_get_one_warm_up_step():
+    schedule = optimizers.slanted_triangular(1.0, 5, cut_frac=0.1)  # T * cut_frac < 1
+    got = [float(schedule(t)) for t in range(5)]
+    assert got[0] == pytest.approx(1 / 32) and got[1] == pytest.approx(1.0)
+    assert got[1] > got[2] > got[3] > got[4] >= 1 / 32
 
 
 def test_layer_group_labels():
