@@ -53,6 +53,12 @@ class AWDLSTMConfig:
         """Cells per layer: ``hidden_size`` except the last, which matches the embedding."""
         return [self.hidden_size] * (self.num_layers - 1) + [self.embed_dim]
 
+    def lstm_flops_per_token(self) -> int:
+        """Forward matmul FLOPs of the stack per token: input and recurrent gates."""
+        sizes = self.layer_sizes()
+        inputs = [self.embed_dim, *sizes[:-1]]
+        return sum(2 * 4 * h * (i + h) for h, i in zip(sizes, inputs, strict=True))
+
     def rate(self, name: str) -> float:
         return getattr(self, f"{name}_dropout") * self.drop_mult
 
@@ -72,9 +78,11 @@ class LockedDropout(nn.Module):
 
 
 class AWDLSTM(nn.Module):
-    """Token ids -> embedding (with word dropout) -> LSTM stack, and the tied softmax."""
+    """Token ids -> embedding (with word dropout) -> LSTM stack, and the tied softmax
+    (its bias ``output_bias`` only with ``lm_head``)."""
 
     config: AWDLSTMConfig
+    lm_head: bool = True
 
     def setup(self) -> None:
         cfg = self.config
@@ -85,10 +93,11 @@ class AWDLSTM(nn.Module):
         self.embedding = self.param(
             "embedding", nn.with_logical_partitioning(uniform, (layers.VOCAB, layers.EMBED)),
             (cfg.vocab_size, cfg.embed_dim), jnp.float32)
-        self.output_bias = self.param(
-            "output_bias", nn.with_logical_partitioning(nn.initializers.zeros,
-                                                        (layers.VOCAB,)),
-            (cfg.vocab_size,), jnp.float32)
+        if self.lm_head:
+            self.output_bias = self.param(
+                "output_bias", nn.with_logical_partitioning(nn.initializers.zeros,
+                                                            (layers.VOCAB,)),
+                (cfg.vocab_size,), jnp.float32)
         self.lstms = [layers.LSTM(size, weight_drop=cfg.rate("weight"), name=f"lstm_{i}")
                       for i, size in enumerate(cfg.layer_sizes())]
         self.word_dropout = layers.Dropout(cfg.rate("embed"))
@@ -213,7 +222,155 @@ class AWDLSTMLanguageModel(Model):
 
     def flops_per_example(self) -> float:
         """3x forward matmul FLOPs: gates (input + recurrent) per layer, and the softmax."""
-        cfg, n = self.config, self.max_length
-        sizes, inputs = cfg.layer_sizes(), [cfg.embed_dim, *cfg.layer_sizes()[:-1]]
-        per_token = sum(2 * 4 * h * (i + h) for h, i in zip(sizes, inputs, strict=True))
-        return 3.0 * n * (per_token + 2 * cfg.embed_dim * cfg.vocab_size)
+        cfg = self.config
+        return 3.0 * self.max_length * (cfg.lstm_flops_per_token()
+                                        + 2 * cfg.embed_dim * cfg.vocab_size)
+
+
+class ConcatPoolingClassifier(AWDLSTM):
+    """ULMFiT's classifier: the AWD-LSTM encoder (the LM's parameter names, so a
+    fine-tuned LM's ``embedding`` / ``lstm_*`` load as they are) read with BPT3C, concat
+    pooling ``[h_T, maxpool(H), meanpool(H)]`` over the last layer's outputs, and two blocks
+    ``BatchNorm -> Dropout -> Dense`` (ReLU after the first).
+
+    BPT3C: the document is read in chunks of ``bptt`` ids with the state carried from
+    chunk to chunk; gradients flow through the last ``backprop_chunks`` chunks only (the
+    earlier ones are constants, as fastai's ``max_len``), pooling covers the whole
+    document. ``H`` is the dropped output; padded positions are excluded from pooling.
+    """
+
+    lm_head: bool = False
+    num_classes: int = 2
+    hidden_dim: int = 50
+    pooled_dropout: float = 0.4  # scaled by drop_mult, as the encoder's
+    hidden_dropout_rate: float = 0.1
+    bptt: int = 70
+    backprop_chunks: int = 20
+
+    def setup(self) -> None:
+        super().setup()
+        self.norms = [nn.BatchNorm(momentum=0.9, epsilon=1e-5, name=f"classifier_norm_{i}")
+                      for i in range(2)]
+        self.denses = [nn.Dense(self.hidden_dim, name="classifier_hidden"),
+                       nn.Dense(self.num_classes, name="classifier_output")]
+        self.head_dropouts = [layers.Dropout(self.pooled_dropout * self.config.drop_mult),
+                              layers.Dropout(self.hidden_dropout_rate)]
+
+    def classify(self, ids: Array, mask: Array, *, deterministic: bool = True) -> Array:
+        """Class logits ``[batch, num_classes]`` of the documents ``ids`` ``[batch, time]``."""
+        time = ids.shape[1]
+        starts = list(range(0, time, self.bptt))
+        state, outputs = None, []
+        for k, start in enumerate(starts):
+            chunk = slice(start, start + self.bptt)
+            _, dropped, state = self(ids[:, chunk], mask[:, chunk], state,
+                                     deterministic=deterministic)
+            out = dropped[-1]
+            if k < len(starts) - self.backprop_chunks:
+                out, state = jax.lax.stop_gradient((out, state))
+            outputs.append(out)
+        hidden = jnp.concatenate(outputs, axis=1)
+        valid = mask.astype(bool)[..., None]
+        lengths = jnp.maximum(valid.sum(axis=1), 1)
+        last = jnp.take_along_axis(hidden, (lengths - 1)[:, None, :], axis=1)[:, 0]
+        max_pool = jnp.max(jnp.where(valid, hidden, -jnp.inf), axis=1)
+        max_pool = jnp.where(jnp.isfinite(max_pool), max_pool, 0.0)
+        mean_pool = jnp.sum(jnp.where(valid, hidden, 0.0), axis=1) / lengths
+        x = jnp.concatenate([last, max_pool, mean_pool], axis=-1)
+        for i in range(2):
+            x = self.norms[i](x, use_running_average=deterministic)
+            x = self.head_dropouts[i](x, deterministic=deterministic)
+            x = self.denses[i](x)
+            if i == 0:
+                x = jax.nn.relu(x)
+        return x
+
+
+@dataclasses.dataclass(frozen=True)
+class AWDLSTMClassifier(Model):
+    """Document classification on the fine-tuning features (``input_ids``,
+    ``input_mask``, ``label``, ``example_weight``; ``tasks.finetuning``) with
+    :class:`ConcatPoolingClassifier`; its batch-norm statistics are the model state the
+    trainer carries and checkpoints. Reports accuracy and the error rate (ULMFiT's)."""
+
+    config: AWDLSTMConfig = dataclasses.field(default_factory=AWDLSTMConfig)
+    num_classes: int = 2
+    max_seq_length: int = 512
+    bptt: int = 70
+    backprop_chunks: int = 20
+    pooled_dropout: float = 0.4
+
+    @property
+    def network(self) -> ConcatPoolingClassifier:
+        return ConcatPoolingClassifier(
+            self.config, num_classes=self.num_classes, bptt=self.bptt,
+            backprop_chunks=self.backprop_chunks, pooled_dropout=self.pooled_dropout)
+
+    @property
+    def input_vocab_size(self) -> int:
+        return self.config.vocab_size
+
+    def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        shape = (batch_size, self.max_seq_length)
+        return {"input_ids": np.ones(shape, np.int32), "input_mask": np.ones(shape, np.int32),
+                "segment_ids": np.zeros(shape, np.int32),
+                "label": np.zeros((batch_size,), np.int32),
+                "example_weight": np.ones((batch_size,), np.float32)}
+
+    def _variables(self, rng: Array, batch: Batch) -> dict:
+        return self.network.init({"params": rng}, batch["input_ids"], batch["input_mask"],
+                                 method=ConcatPoolingClassifier.classify)
+
+    def init(self, rng: Array, batch: Batch) -> dict:
+        return self._variables(rng, batch)["params"]
+
+    def init_state(self, batch_size: int) -> dict:
+        batch = self.example_batch(batch_size)
+        return {"batch_stats": self._variables(jax.random.key(0), batch)["batch_stats"]}
+
+    def check_task(self, task: str) -> None:
+        from tasks import finetuning
+
+        spec = finetuning.get_spec(task)
+        if spec.head != "classification" or spec.num_labels != self.num_classes:
+            raise ValueError(
+                f"Task {task!r} needs head={spec.head!r} with {spec.num_labels} labels "
+                f"{list(spec.label_names)}, but the classifier has {self.num_classes} "
+                f"classes: set --gin.NUM_CLASSES={spec.num_labels}.")
+
+    def logits(self, params: dict, state: dict, batch: Batch, *, rng: Array | None,
+               train: bool) -> tuple[Array, dict]:
+        """Class logits and the updated model state (batch statistics move in training)."""
+        variables = {"params": params, "batch_stats": state["batch_stats"]}
+        out = self.network.apply(
+            variables, batch["input_ids"], batch["input_mask"], deterministic=not train,
+            method=ConcatPoolingClassifier.classify, rngs={"dropout": rng} if train else None,
+            mutable=["batch_stats"] if train else False)
+        if train:
+            logits, updates = out
+            return logits, {"batch_stats": updates["batch_stats"]}
+        return out, state
+
+    def loss_with_state(self, params: dict, state: dict, batch: Batch, *,
+                        rng: Array | None, train: bool) -> tuple[Array, Metrics, dict]:
+        logits, state = self.logits(params, state, batch, rng=rng, train=train)
+        weights = batch["example_weight"].astype(jnp.float32)
+        log_probs = jax.nn.log_softmax(logits.astype(jnp.float32))
+        nll = -jnp.take_along_axis(log_probs, batch["label"][:, None], axis=-1)[:, 0]
+        total = jnp.maximum(jnp.sum(weights), 1e-9)
+        loss = jnp.sum(nll * weights) / total
+        correct = jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * weights)
+        return loss, {"loss": (loss, jnp.ones(())), "accuracy": (correct, jnp.sum(weights))
+                      }, state
+
+    def loss(self, params: dict, batch: Batch, *, rng: Array | None,
+             train: bool) -> tuple[Array, Metrics]:
+        raise NotImplementedError("AWDLSTMClassifier keeps batch statistics: use "
+                                  "loss_with_state (the trainer does).")
+
+    def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
+        return {"error_rate": 1.0 - averages["accuracy"]} if "accuracy" in averages else {}
+
+    def flops_per_example(self) -> float:
+        """3x the forward matmul FLOPs of the LSTM stack (the head is negligible)."""
+        return 3.0 * self.max_seq_length * self.config.lstm_flops_per_token()

@@ -175,6 +175,44 @@ def encode_text_pair(
     return dataset.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+def encode_document(
+    dataset: tf.data.Dataset,
+    sequence_length: Mapping[str, int],
+    output_features: Mapping[str, seqio.Feature],
+    *,
+    text: str,
+    label: str = "label",
+    label_names: Sequence[str],
+    stats_name: str,
+) -> tf.data.Dataset:
+    """A document's ids with no special tokens (e.g. for a recurrent classifier over a
+    sentencepiece vocabulary), cut to ``sequence_length["input_ids"]`` (the ids cut are
+    the example's ``num_truncated`` and counted as ``truncated_tokens``), all-zero segment
+    ids, and the label id. An empty document stops the pipeline with an error naming it."""
+    vocab = output_features[INPUT_IDS].vocabulary
+    max_len = sequence_length[INPUT_IDS]
+    table = tf.lookup.StaticHashTable(
+        tf.lookup.KeyValueTensorInitializer(
+            tf.constant(list(label_names)), tf.range(len(label_names), dtype=tf.int32)),
+        default_value=-1)
+
+    def fn(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        ids = tf.cast(vocab.encode_tf(ex[text]), tf.int32)
+        check = tf.debugging.assert_positive(
+            tf.size(ids), message=f"{stats_name}: an empty document (no tokens); remove it "
+            "from the data or give it text")
+        with tf.control_dependencies([check]):
+            kept = ids[:max_len]
+        out = {k: v for k, v in ex.items() if k != text}
+        out[INPUT_IDS] = kept
+        out[SEGMENT_IDS] = tf.zeros_like(kept)
+        out[TRUNCATED] = _count(stats_name, "truncated_tokens", tf.size(ids) - tf.size(kept))
+        out[LABEL] = table.lookup(ex[label])
+        return out
+
+    return dataset.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 def encode_tagged_words(
     dataset: tf.data.Dataset,
     sequence_length: Mapping[str, int],

@@ -123,9 +123,11 @@ def read_labelled_tsv(path: str, label_names: tuple[str, ...]) -> tuple[list[str
     return sentences, labels
 
 
-def register_labelled_tsv_task(name: str, directory: str, vocab: WordPieceVocabulary,
+def register_labelled_tsv_task(name: str, directory: str, vocab: seqio.Vocabulary,
                                label_names: tuple[str, ...]) -> seqio.Task:
-    """A single-sentence classification task from ``{train,validation,test}.tsv``."""
+    """A single-sentence classification task from ``{train,validation,test}.tsv``:
+    ``[CLS] sentence [SEP]`` with a WordPiece vocabulary, the bare ids with another one
+    (e.g. sentencepiece, for ULMFiT's classifier)."""
 
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
         sentences, labels = read_labelled_tsv(os.path.join(directory, f"{split}.tsv"),
@@ -149,8 +151,10 @@ def register_labelled_tsv_task(name: str, directory: str, vocab: WordPieceVocabu
         ft.TaskSpec("classification", label_names, metrics.accuracy, "accuracy"),
         source=seqio.FunctionDataSource(dataset_fn, splits=splits,
                                         num_input_examples=counts or None),
-        preprocessors=[functools.partial(ft.encode_text_pair, text_a="sentence",
-                                         label_names=label_names, stats_name=name)],
+        preprocessors=[functools.partial(
+            ft.encode_text_pair if hasattr(vocab, "cls_id") else ft.encode_document,
+            **({"text_a": "sentence"} if hasattr(vocab, "cls_id") else {"text": "sentence"}),
+            label_names=label_names, stats_name=name)],
         output_features=ft.output_features(vocab, "classification"),
         shuffle_buffer_size=4_000,
     )

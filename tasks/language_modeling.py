@@ -37,7 +37,7 @@ from __future__ import annotations
 import functools
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import seqio
@@ -56,6 +56,7 @@ DEFAULT_SHUFFLE_BUFFER = 10_000
 AUSTEN_SHUFFLE_BUFFER = 2_000
 LM1B_SENTENCES_PER_GROUP = 256
 AUSTEN_SPM = os.path.join("vocab", "spm_austen_8k", "spm.model")
+GCIDE_SPM = os.path.join("vocab", "spm_gcide_8k", "spm.model")
 
 
 # ---------------------------------------------------------------------------------------
@@ -296,10 +297,22 @@ def register_corpus_lm_task(name: str, corpus_path: str, vocab: seqio.Vocabulary
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     corpus_path = os.path.abspath(corpus_path)
+    return register_documents_lm_task(
+        name, lambda split: list(corpus_split_documents(corpus_path, split,
+                                                        validation_fraction)),
+        vocab, drop_remainder=drop_remainder, shuffle_buffer_size=shuffle_buffer_size)
+
+
+def register_documents_lm_task(name: str, documents: Callable[[str], list[str]],
+                               vocab: seqio.Vocabulary, *, drop_remainder: bool = False,
+                               shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER,
+                               splits: Sequence[str] = SPLITS) -> seqio.Task:
+    """A language-modelling task whose split ``s`` is the documents ``documents(s)`` (each
+    one sentence per line), read when a dataset is first built."""
 
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
                    ) -> tf.data.Dataset:
-        docs = corpus_split_documents(corpus_path, split, validation_fraction)
+        docs = documents(split)
         ds = tf.data.Dataset.from_tensor_slices(list(docs))
         if shuffle_files:
             ds = ds.shuffle(len(docs), seed=seed, reshuffle_each_iteration=True)
@@ -307,7 +320,7 @@ def register_corpus_lm_task(name: str, corpus_path: str, vocab: seqio.Vocabulary
 
     return _add(
         name,
-        source=seqio.FunctionDataSource(dataset_fn, splits=SPLITS),
+        source=seqio.FunctionDataSource(dataset_fn, splits=tuple(splits)),
         preprocessors=[
             seqio.preprocessors.tokenize,
             seqio.CacheDatasetPlaceholder(),
@@ -354,13 +367,30 @@ def register_lm1b_lm_task(name: str, vocab: seqio.Vocabulary, *,
 
 def register_all_lm_tasks(data_dir: str, tfds_data_dir: str | None = None) -> list[str]:
     """``lm_austen_spm8k`` (``data_dir/corpus/austen.txt``) and ``lm1b_lm_spm8k`` (TFDS),
-    both with ``data_dir/vocab/spm_austen_8k/spm.model``; returns their names."""
+    both with ``data_dir/vocab/spm_austen_8k/spm.model``; for ULMFiT, with the BPE model
+    learned from GCIDE (``data_dir/vocab/spm_gcide_8k``): ``lm_gcide_spm8k`` (general
+    domain, ``data_dir/corpus/gcide/gcide.txt``) and ``lm_austen_novels_spm8k`` (the
+    sentences of the ``austen_novels`` classification task's train / validation splits,
+    one document each: target-task LM fine-tuning that never reads the test split).
+    Returns their names."""
+    from tasks import glue
+
     vocab = seqio.SentencePieceVocabulary(os.path.join(data_dir, AUSTEN_SPM))
     austen = register_corpus_lm_task("lm_austen_spm8k",
                                      os.path.join(data_dir, "corpus", "austen.txt"), vocab,
                                      shuffle_buffer_size=AUSTEN_SHUFFLE_BUFFER)
     lm1b = register_lm1b_lm_task("lm1b_lm_spm8k", vocab, tfds_data_dir=tfds_data_dir)
-    return [austen.name, lm1b.name]
+    gcide_vocab = seqio.SentencePieceVocabulary(os.path.join(data_dir, GCIDE_SPM))
+    gcide = register_corpus_lm_task("lm_gcide_spm8k",
+                                    os.path.join(data_dir, "corpus", "gcide", "gcide.txt"),
+                                    gcide_vocab, shuffle_buffer_size=AUSTEN_SHUFFLE_BUFFER)
+    novels_dir = os.path.join(data_dir, "classification", "austen_novels")
+    novels = register_documents_lm_task(
+        "lm_austen_novels_spm8k",
+        lambda split: glue.read_labelled_tsv(os.path.join(novels_dir, f"{split}.tsv"),
+                                             glue.AUSTEN_NOVELS)[0],
+        gcide_vocab, shuffle_buffer_size=AUSTEN_SHUFFLE_BUFFER)
+    return [austen.name, lm1b.name, gcide.name, novels.name]
 
 
 # ---------------------------------------------------------------------------------------

@@ -14,12 +14,14 @@ import it on first use, so gin files only name a task):
 Fine-tuning (BERT's uncased vocabulary): `glue_<task>_bert_uncased` for every GLUE task
 (`tasks/glue.py`), `squad_v1_bert_uncased` / `squad_v2_bert_uncased` (`tasks/squad.py`),
 `conll2003_ner_bert_uncased` (`tasks/conll.py`), and the shipped
-`austen_novels_bert_uncased` (sentence -> which of Austen's six novels).
+`austen_novels_bert_uncased` (sentence -> which of Austen's six novels), and
+`austen_novels_spm8k` (the same over the GCIDE BPE vocabulary, for ULMFiT's classifier).
 
 Translation: `translate_en_de_debian_l10n` (shipped, `data/parallel/en-de`), TFDS
 `wmt14_translate_en_de`, `wmt14_translate_en_fr`, `wmt_t2t_translate_en_de`
 (`tasks/translation.py`). Language modelling: `lm_austen_spm8k` / `lm1b_lm_spm8k`
-(decoder-only, `tasks/language_modeling.py`, `data/vocab/spm_austen_8k`).
+(decoder-only, `tasks/language_modeling.py`, `data/vocab/spm_austen_8k`);
+for ULMFiT `lm_gcide_spm8k` and `lm_austen_novels_spm8k` (`data/vocab/spm_gcide_8k`).
 
 TFDS tasks read from `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`) and stop with a
 `DatasetNotPreparedError` naming the `tfds build` command when the data is absent.
@@ -80,6 +82,10 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
                                  tfds_data_dir=tfds_data_dir),
         glue.register_labelled_tsv_task(
             "austen_novels_bert_uncased", AUSTEN_NOVELS_DIR, bert_vocab, glue.AUSTEN_NOVELS),
+        glue.register_labelled_tsv_task(
+            "austen_novels_spm8k", AUSTEN_NOVELS_DIR,
+            seqio.SentencePieceVocabulary(os.path.join(DATA_DIR, language_modeling.GCIDE_SPM)),
+            glue.AUSTEN_NOVELS),
     ]
     en_de = seqio.SentencePieceVocabulary(SPM_EN_DE)
     translation_tasks = [

@@ -150,3 +150,75 @@ def test_tiny_awd_lstm_learns_from_bptt_streams(tmp_path):
           f"{results['eval/perplexity']:.1f}")
     assert 500 < unigram < 800
     assert results["eval/perplexity"] < 0.8 * unigram
+
+
+# ----------------------------------------------------------------------------- classifier
+
+
+def _classifier(bptt: int, backprop_chunks: int = 20) -> awd_lstm.AWDLSTMClassifier:
+    return awd_lstm.AWDLSTMClassifier(NO_DROPOUT, num_classes=3, max_seq_length=16,
+                                      bptt=bptt, backprop_chunks=backprop_chunks)
+
+
+def _documents(lengths: list[int], width: int = 16, seed: int = 5) -> dict:
+    rng = np.random.default_rng(seed)
+    mask = (np.arange(width)[None, :] < np.array(lengths)[:, None]).astype(np.int32)
+    ids = rng.integers(3, 50, size=(len(lengths), width)) * mask
+    return {"input_ids": ids.astype(np.int32), "input_mask": mask,
+            "segment_ids": np.zeros_like(mask), "label": np.array([0, 1, 2][:len(lengths)]),
+            "example_weight": np.ones(len(lengths), np.float32)}
+
+
+def test_bpt3c_chunks_carry_the_state_exactly_and_padding_changes_nothing():
+    batch = _documents([16, 11, 3])
+    whole = _classifier(bptt=16)
+    params = _params(whole, batch)
+    state = whole.init_state(3)
+    want, _ = whole.logits(params, state, batch, rng=None, train=False)
+    for bptt in (4, 5):  # chunks of 4 / 5 ids, the state carried between them
+        got, _ = _classifier(bptt).logits(params, state, batch, rng=None, train=False)
+        np.testing.assert_allclose(got, want, atol=1e-5)
+    shorter = {k: (v[:, :12] if v.ndim == 2 else v) for k, v in batch.items()}
+    shorter["input_ids"][0], shorter["input_mask"][0] = 7, 1  # row 0 changes, 1 and 2 not
+    got, _ = whole.logits(params, state, shorter, rng=None, train=False)
+    np.testing.assert_allclose(got[1:], want[1:], atol=1e-5)
+
+
+def test_bpt3c_backpropagates_through_the_last_chunks_only():
+    batch = _documents([16, 16], seed=6)  # two rows: batch norm over one row is constant
+    batch["input_ids"] = np.minimum(batch["input_ids"], 39)
+    batch["input_ids"][0, :8] = 40   # word 40 only in the first two chunks of 4
+    batch["input_ids"][0, 8:] = 41   # word 41 only in the last two
+    model = _classifier(bptt=4, backprop_chunks=2)
+    params = _params(model, batch)
+    state = model.init_state(2)
+
+    def loss(p):
+        return model.loss_with_state(p, state, batch, rng=jax.random.key(0), train=True)[0]
+
+    grad = np.asarray(jax.grad(loss)(params)["embedding"])
+    assert not grad[40].any() and grad[41].any()
+    full = _classifier(bptt=4, backprop_chunks=4)
+    grad = np.asarray(jax.grad(lambda p: full.loss_with_state(
+        p, state, batch, rng=jax.random.key(0), train=True)[0])(params)["embedding"])
+    assert grad[40].any()
+
+
+def test_classifier_loads_the_language_model_encoder():
+    lm = awd_lstm.AWDLSTMLanguageModel(TINY, max_length=8)
+    lm_params = _params(lm, _batch(np.ones((1, 9), np.int32)))
+    classifier = awd_lstm.AWDLSTMClassifier(TINY, num_classes=3, max_seq_length=16)
+    batch = _documents([16, 5])
+    params = _params(classifier, batch)
+    encoder = {k for k in lm_params if k != "output_bias"}
+    assert encoder < set(params) and "output_bias" not in params
+    for name in encoder:
+        assert jax.tree.map(np.shape, params[name]) == jax.tree.map(np.shape, lm_params[name])
+    # Training moves the batch statistics (the model state); evaluation leaves them.
+    state = classifier.init_state(2)
+    _, metrics, trained = classifier.loss_with_state(params, state, batch,
+                                                     rng=jax.random.key(0), train=True)
+    assert not np.allclose(jax.tree.leaves(trained)[0], jax.tree.leaves(state)[0])
+    _, _, same = classifier.loss_with_state(params, trained, batch, rng=None, train=False)
+    jax.tree.map(np.testing.assert_array_equal, same, trained)
+    assert set(metrics) == {"loss", "accuracy"}
