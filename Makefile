@@ -34,7 +34,7 @@ finetune-demo: install
 	  --gin.MODEL_DIR=$(FINETUNE_DIR) --split=test
 
 test: install
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q --durations=15 tests
 
 test-slow: install
 	$(PY) -m pytest -q -m slow tests
@@ -43,6 +43,7 @@ bench: install
 	$(PY) -m benchmarks.bert_step
 	$(PY) -m benchmarks.input_pipeline
 	$(PY) -m benchmarks.transformer_mt
+	$(PY) -m benchmarks.awd_lstm
 
 lint: install
 	$(PY) -m ruff check .

@@ -21,13 +21,12 @@ from __future__ import annotations
 
 import json
 import os
-import time
-from collections.abc import Callable
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
+
+from benchmarks.timing import matmul_peak, time_steps
 
 _LAYERS = flags.DEFINE_integer("layers", 4, "Transformer layers.")
 _HIDDEN = flags.DEFINE_integer("hidden", 256, "Hidden size.")
@@ -39,27 +38,6 @@ _PREDICTIONS = flags.DEFINE_integer("predictions", 20, "Masked positions per seq
 _STEPS = flags.DEFINE_integer("steps", 20, "Timed steps (after 3 warm-up steps).")
 _PEER = flags.DEFINE_bool("peer", True, "Also time HuggingFace transformers (PyTorch).")
 _OUTPUT = flags.DEFINE_string("output", "results/bench_bert_step.json", "JSON results.")
-
-
-def time_steps(step: Callable[[], object], steps: int, warmup: int = 3) -> float:
-    """Median seconds per call of ``step`` (which must block until done)."""
-    for _ in range(warmup):
-        step()
-    times = []
-    for _ in range(steps):
-        start = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
-
-
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of an n x n float32 matmul through XLA on the default device."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    seconds = time_steps(lambda: matmul(a, b).block_until_ready(), repeats)
-    return 2.0 * n**3 / seconds
 
 
 def random_batch(batch: int, seq: int, vocab: int, predictions: int) -> dict[str, np.ndarray]:

@@ -53,6 +53,8 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
+from benchmarks.timing import matmul_peak, time_interleaved
+
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed training steps (after 3 warm-up steps).")
 _DECODE_BATCHES = flags.DEFINE_integer("decode_batches", 3,
                                        "Timed decoding batches (after one warm-up batch).")
@@ -68,36 +70,6 @@ _OUTPUT = flags.DEFINE_string("output", "results/bench_transformer_mt.json", "JS
 VOCAB, D_MODEL, LAYERS, HEADS, D_FF = 8000, 256, 3, 4, 1024
 PAD, EOS, START = 0, 1, 0  # Marian's convention here: decoder start = pad = 0
 MAX_POSITIONS = 64
-
-
-def time_steps(step: Callable[[], object], steps: int, warmup: int = 3) -> float:
-    """Median seconds per call of ``step`` (which must block until done)."""
-    return float(np.median(time_interleaved([step], steps, warmup)[0]))
-
-
-def time_interleaved(steps_fns: list[Callable[[], object]], steps: int, warmup: int = 3
-                     ) -> list[list[float]]:
-    """Seconds of each call of each function, calling them in turn (so that a shared,
-    busy machine slows all of them alike); each must block until done."""
-    for fn in steps_fns:
-        for _ in range(warmup):
-            fn()
-    times: list[list[float]] = [[] for _ in steps_fns]
-    for _ in range(steps):
-        for fn, out in zip(steps_fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            out.append(time.perf_counter() - start)
-    return times
-
-
-def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
-    """FLOP/s of an n x n float32 matmul through XLA on the default device."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    seconds = time_steps(lambda: matmul(a, b).block_until_ready(), repeats)
-    return 2.0 * n**3 / seconds
 
 
 def our_config(dropout: float) -> Any:

@@ -56,6 +56,17 @@ class PretrainedParams:
     format: str = "auto"
     subtrees: Sequence[str] = ("bert",)
 
+    def model_dir(self) -> str | None:
+        """The ``pretrain_lm`` model dir of an ``ours`` checkpoint (None for other formats)."""
+        fmt = detect_format(self.path) if self.format == "auto" else self.format
+        if fmt != "ours":
+            return None
+        path = os.path.abspath(self.path)
+        if os.path.basename(path).isdigit() and os.path.basename(
+                os.path.dirname(path)) == "checkpoints":
+            return os.path.dirname(os.path.dirname(path))
+        return path
+
     def load(self) -> dict[str, Any]:
         """``{subtree: tree of numpy arrays}`` read from the source."""
         if self.format not in FORMATS:

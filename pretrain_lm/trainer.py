@@ -305,6 +305,11 @@ def train(
     else:
         state = trainer.init_state()
         if pretrained is not None:
+            if pretrained.model_dir() is not None:  # ours: trained on the same ids?
+                import tasks
+
+                checkpoints.check_vocabulary(pretrained.model_dir(),
+                                             tasks.vocabulary_record(train_data.task))
             state = state.replace(params=overlay_params(state.params, pretrained.load()))
     start_step = int(jax.device_get(state.step))
 

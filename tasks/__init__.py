@@ -24,9 +24,9 @@ if typing.TYPE_CHECKING:
 __all__ = ["get_dataset", "get_stats", "get_vocabulary", "preprocessors", "pretraining", "vocab"]
 
 _SUBMODULES = (
-    "conll", "corpus", "finetuning", "glue", "language_modeling", "learn_bpe", "learn_vocab",
-    "metrics", "preprocessors", "pretraining", "registry", "sample_text", "squad",
-    "translation", "vocab", "word_vocab",
+    "conll", "corpus", "finetuning", "glue", "imdb", "language_modeling", "learn_bpe",
+    "learn_vocab", "metrics", "preprocessors", "pretraining", "registry", "sample_text",
+    "squad", "translation", "vocab", "word_vocab",
 )
 
 

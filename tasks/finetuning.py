@@ -207,7 +207,9 @@ def encode_document(
         out[INPUT_IDS] = kept
         out[SEGMENT_IDS] = tf.zeros_like(kept)
         out[TRUNCATED] = _count(stats_name, "truncated_tokens", tf.size(ids) - tf.size(kept))
-        out[LABEL] = table.lookup(ex[label])
+        given = ex[label]
+        out[LABEL] = (table.lookup(given) if given.dtype == tf.string
+                      else tf.cast(given, tf.int32))
         return out
 
     return dataset.map(fn, num_parallel_calls=tf.data.AUTOTUNE)

@@ -368,11 +368,12 @@ def register_lm1b_lm_task(name: str, vocab: seqio.Vocabulary, *,
 def register_all_lm_tasks(data_dir: str, tfds_data_dir: str | None = None) -> list[str]:
     """``lm_austen_spm8k`` (``data_dir/corpus/austen.txt``) and ``lm1b_lm_spm8k`` (TFDS),
     both with ``data_dir/vocab/spm_austen_8k/spm.model``; for ULMFiT, with the BPE model
-    learned from GCIDE (``data_dir/vocab/spm_gcide_8k``): ``lm_gcide_spm8k`` (general
-    domain, ``data_dir/corpus/gcide/gcide.txt``) and ``lm_austen_novels_spm8k`` (the
+    learned from GCIDE (``data_dir/vocab/spm_gcide_8k``): ``lm_gcide8k`` (general
+    domain, ``data_dir/corpus/gcide/gcide.txt``) and ``lm_austen_novels_gcide8k`` (the
     sentences of the ``austen_novels`` classification task's train / validation splits,
-    one document each: target-task LM fine-tuning that never reads the test split).
-    Returns their names."""
+    one document each: target-task LM fine-tuning that never reads the test split), and
+    ``lm1b_lm_gcide8k`` (TFDS lm1b, the full-scale general-domain corpus). Returns their
+    names."""
     from tasks import glue
 
     vocab = seqio.SentencePieceVocabulary(os.path.join(data_dir, AUSTEN_SPM))
@@ -381,16 +382,18 @@ def register_all_lm_tasks(data_dir: str, tfds_data_dir: str | None = None) -> li
                                      shuffle_buffer_size=AUSTEN_SHUFFLE_BUFFER)
     lm1b = register_lm1b_lm_task("lm1b_lm_spm8k", vocab, tfds_data_dir=tfds_data_dir)
     gcide_vocab = seqio.SentencePieceVocabulary(os.path.join(data_dir, GCIDE_SPM))
-    gcide = register_corpus_lm_task("lm_gcide_spm8k",
+    gcide = register_corpus_lm_task("lm_gcide8k",
                                     os.path.join(data_dir, "corpus", "gcide", "gcide.txt"),
                                     gcide_vocab, shuffle_buffer_size=AUSTEN_SHUFFLE_BUFFER)
     novels_dir = os.path.join(data_dir, "classification", "austen_novels")
     novels = register_documents_lm_task(
-        "lm_austen_novels_spm8k",
+        "lm_austen_novels_gcide8k",
         lambda split: glue.read_labelled_tsv(os.path.join(novels_dir, f"{split}.tsv"),
                                              glue.AUSTEN_NOVELS)[0],
         gcide_vocab, shuffle_buffer_size=AUSTEN_SHUFFLE_BUFFER)
-    return [austen.name, lm1b.name, gcide.name, novels.name]
+    lm1b_gcide = register_lm1b_lm_task("lm1b_lm_gcide8k", gcide_vocab,
+                                       tfds_data_dir=tfds_data_dir)
+    return [austen.name, lm1b.name, gcide.name, novels.name, lm1b_gcide.name]
 
 
 # ---------------------------------------------------------------------------------------

@@ -15,13 +15,14 @@ Fine-tuning (BERT's uncased vocabulary): `glue_<task>_bert_uncased` for every GL
 (`tasks/glue.py`), `squad_v1_bert_uncased` / `squad_v2_bert_uncased` (`tasks/squad.py`),
 `conll2003_ner_bert_uncased` (`tasks/conll.py`), and the shipped
 `austen_novels_bert_uncased` (sentence -> which of Austen's six novels), and
-`austen_novels_spm8k` (the same over the GCIDE BPE vocabulary, for ULMFiT's classifier).
+`austen_novels_gcide8k` (the same over the GCIDE BPE vocabulary, for ULMFiT's classifier);
+`imdb_reviews_gcide8k` / `lm_imdb_reviews_gcide8k` (TFDS IMDb, `tasks/imdb.py`).
 
 Translation: `translate_en_de_debian_l10n` (shipped, `data/parallel/en-de`), TFDS
 `wmt14_translate_en_de`, `wmt14_translate_en_fr`, `wmt_t2t_translate_en_de`
 (`tasks/translation.py`). Language modelling: `lm_austen_spm8k` / `lm1b_lm_spm8k`
 (decoder-only, `tasks/language_modeling.py`, `data/vocab/spm_austen_8k`);
-for ULMFiT `lm_gcide_spm8k` and `lm_austen_novels_spm8k` (`data/vocab/spm_gcide_8k`).
+for ULMFiT `lm_gcide8k` and `lm_austen_novels_gcide8k` (`data/vocab/spm_gcide_8k`).
 
 TFDS tasks read from `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`) and stop with a
 `DatasetNotPreparedError` naming the `tfds build` command when the data is absent.
@@ -35,7 +36,7 @@ import os
 
 import seqio
 
-from tasks import conll, glue, language_modeling, pretraining, squad, translation
+from tasks import conll, glue, imdb, language_modeling, pretraining, squad, translation
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 AUSTEN_CORPUS = os.path.join(DATA_DIR, "corpus", "austen.txt")
@@ -83,7 +84,7 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
         glue.register_labelled_tsv_task(
             "austen_novels_bert_uncased", AUSTEN_NOVELS_DIR, bert_vocab, glue.AUSTEN_NOVELS),
         glue.register_labelled_tsv_task(
-            "austen_novels_spm8k", AUSTEN_NOVELS_DIR,
+            "austen_novels_gcide8k", AUSTEN_NOVELS_DIR,
             seqio.SentencePieceVocabulary(os.path.join(DATA_DIR, language_modeling.GCIDE_SPM)),
             glue.AUSTEN_NOVELS),
     ]
@@ -103,6 +104,9 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
     finetuning += translation_tasks
     names = [n if isinstance(n, str) else n.name for n in finetuning]
     lm_names = language_modeling.register_all_lm_tasks(DATA_DIR, tfds_data_dir)
+    lm_names += imdb.register_imdb(
+        seqio.SentencePieceVocabulary(os.path.join(DATA_DIR, language_modeling.GCIDE_SPM)),
+        "gcide8k", tfds_data_dir)
     return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names, *lm_names]
 
 

@@ -118,3 +118,35 @@ def test_pod_runs_follow_the_paper_schedule(repo_root, size, slice_, devices):
     assert gin_utils.macro("TRAIN_STEPS") == 1_000_000
     assert gin.query_parameter("trainer.train.schedule_steps") == 1_000_000
     assert gin_utils.macro("PHASE1_MODEL_DIR") == "/m"
+
+
+@pytest.mark.parametrize("stage, bindings", [
+    ("1_lm_lm1b", []),
+    ("2_lm_imdb", ["GENERAL_LM_DIR = '/general'"]),
+    ("3_classifier", ["ENCODER_DIR = '/encoder'"]),
+])
+def test_ulmfit_imdb_runs_hold_the_paper_setting(stage, bindings):
+    """The paper's AWD-LSTM (400 / 3 x 1150), BPTT 70, Adam (0.7, 0.99), the slanted
+    triangular LR (cut_frac 0.1, ratio 32) and, after stage 1, discriminative LRs (2.6);
+    the model embeds exactly the task's vocabulary."""
+    import tasks
+
+    gin_utils.parse([f"runs/ulmfit_imdb_{stage}.gin"], ["MODEL_DIR = '/m'", *bindings])
+    model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+    cfg = model.config
+    assert (cfg.embed_dim, cfg.hidden_size, cfg.num_layers) == (400, 1150, 3)
+    assert gin_utils.macro("BPTT") == 70
+    task = gin_utils.macro("MIXTURE_OR_TASK_NAME")
+    assert cfg.vocab_size == tasks.get_vocabulary(task).vocab_size
+    def bound(name: str) -> object:
+        value = gin.query_parameter(f"optimizers.ulmfit_adam.{name}")
+        return value.scoped_configurable_fn() if hasattr(value, "scoped_configurable_fn") \
+            else value  # a %MACRO
+
+    options = {k: bound(k) for k in ("b1", "b2", "cut_frac", "ratio", "discriminative_decay")}
+    decay = 1.0 if stage.startswith("1") else 2.6
+    assert options == {"b1": 0.7, "b2": 0.99, "cut_frac": 0.1, "ratio": 32.0,
+                       "discriminative_decay": decay}
+    if stage.startswith("3"):
+        assert model.num_classes == 2 and model.max_seq_length == 1400
+        assert bound("unfreeze_every_steps") == 469

@@ -82,9 +82,11 @@ ATTRIBUTION = re.compile(r"\s*--(?:\s?\d\.?\s|\s(?=[A-Z][a-z]{0,5}\.\s))?[A-Z][^
 DROP_LABELS = re.compile(r"^(?:Syn|Ant|Antonym|See also|Also See|See|Fig\.|Lit\.|Ver\.)\s*:")
 STRIP_LABELS = re.compile(r"^(?:Note|Usage)\s*:\s*")
 CROSS_REFERENCE = re.compile(r"^(?:See|Cf\.|Compare|Same as)\b")
-# Grammatical cross-references: "p. pr. of coax", "3d sing. pres. of Abide", "imp. & p. p. of".
+# Grammatical cross-references ("p. pr. of coax", "3d sing. pres. of Abide", "imp. & p. p. of")
+# and leftovers of head lines or sense numbers ("v. t.", "pl. Fowls", "... 1. Any bird").
 GRAMMAR = re.compile(r"^(?:\d\w*\s)?(?:[a-z]{1,6}|AS|OE|OF|OHG|ME|L|LL|NL|Gr|F|G|Icel)\.\s"
-                     r"|\b(?:imp\.|p\. ?p\.|p\. ?pr\.|vb\. n\.)")
+                     r"|\b(?:imp\.|p\. ?p\.|p\. ?pr\.|vb\. n\.|v\. [ti]\.|pl\. [A-Z])"
+                     r"|[.,] n\. |(?<=[.;] )\d{1,2}\. (?=[A-Z(])")  # head or sense-number remnants
 HEAD_TOKEN = re.compile(r"\s+|[,;.&]|or\b|[a-z]{1,7}\.|(?:L|E|F|Gr|NL|LL|It|Sp|Heb)\.(?=\s)")
 # Source tags end a paragraph; where text follows one, it is a separate (often broken) piece.
 SOURCE_TAG = re.compile(r"\[[^\[\]]*(?:Webster|WordNet|PJC|RDH|RHUD|MW10|MI11|Century|"
