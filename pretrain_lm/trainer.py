@@ -335,6 +335,11 @@ def train(
                desc="train", unit="step", dynamic_ncols=True)
     if start_step == 0 and eval_every:
         final.update(run_eval(0))  # the untrained baseline, for learning curves
+    if start_step >= train_steps and eval_data is not None:
+        # A finished run relaunched (e.g. with eval_data on another split): evaluate it.
+        logging.info("Step %d: nothing left to train; evaluating on %s/%s.", start_step,
+                     eval_data.task, eval_data.split)
+        final.update(run_eval(start_step))
     step = start_step
     with _PreemptionFlag() as preemption:
         for step in range(start_step + 1, train_steps + 1):

@@ -195,6 +195,9 @@ def encode_document(
         tf.lookup.KeyValueTensorInitializer(
             tf.constant(list(label_names)), tf.range(len(label_names), dtype=tf.int32)),
         default_value=-1)
+    num_labels = len(label_names)
+    unknown_label = (f"{stats_name}: a label outside {list(label_names)}; fix the data or "
+                     "the task's label names")
 
     def fn(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         ids = tf.cast(vocab.encode_tf(ex[text]), tf.int32)
@@ -208,8 +211,12 @@ def encode_document(
         out[SEGMENT_IDS] = tf.zeros_like(kept)
         out[TRUNCATED] = _count(stats_name, "truncated_tokens", tf.size(ids) - tf.size(kept))
         given = ex[label]
-        out[LABEL] = (table.lookup(given) if given.dtype == tf.string
-                      else tf.cast(given, tf.int32))
+        label_id = (table.lookup(given) if given.dtype == tf.string
+                    else tf.cast(given, tf.int32))
+        known = tf.debugging.assert_equal((label_id >= 0) & (label_id < num_labels), True,
+                                          message=unknown_label)
+        with tf.control_dependencies([known]):
+            out[LABEL] = tf.identity(label_id)
         return out
 
     return dataset.map(fn, num_parallel_calls=tf.data.AUTOTUNE)

@@ -86,6 +86,14 @@ def test_classifier_beats_the_majority_class(stages):
     assert history[max(history)]["error_rate"] == pytest.approx(1 - accuracy)
 
 
+def test_a_finished_run_relaunched_evaluates_on_another_split(stages):
+    results = _train("demo/ulmfit_3_classifier_austen_novels.gin", [
+        f"MODEL_DIR = '{stages['classifier']}'", f"ENCODER_DIR = '{stages['target']}'",
+        "EPOCHS = 2", "MAX_SEQ_LENGTH = 64", "eval/data.DataConfig.split = 'test'"], SMALL)
+    assert 0.0 < results["eval/accuracy"] < 1.0
+    assert not any(k.startswith("train/") for k in results)
+
+
 def test_gradual_unfreezing_left_the_lower_groups_frozen(stages):
     """Two epochs of gradual unfreezing: the head trained in both, the top LSTM layer in
     the second, so the embedding and the two lower layers are still stage 2's, bit for bit
@@ -124,3 +132,26 @@ def test_demo_chain_beats_the_majority_class_clearly(tmp_path):
     results = _train("demo/ulmfit_3_classifier_austen_novels.gin", [
         f"MODEL_DIR = '{dirs['classifier']}'", f"ENCODER_DIR = '{dirs['target']}'"])
     assert results["eval/accuracy"] > 0.285 + 0.05
+
+
+@pytest.mark.parametrize("text, label, message", [
+    ("", "emma", "empty document"),
+    ("It was a fine day.", "middlemarch", "a label outside"),
+])
+def test_bad_documents_stop_with_a_clear_error(text, label, message):
+    import seqio
+    import tensorflow as tf
+
+    import tasks
+    from tasks import finetuning as ft
+    from tasks import glue
+
+    vocab = tasks.get_vocabulary("austen_novels_gcide8k")
+    ds = tf.data.Dataset.from_tensors({"sentence": tf.constant(text),
+                                       "label": tf.constant(label)})
+    out = ft.encode_document(ds, {"input_ids": 16},
+                             {"input_ids": seqio.Feature(vocab, add_eos=False)},
+                             text="sentence", label_names=glue.AUSTEN_NOVELS,
+                             stats_name="bad_input_test")
+    with pytest.raises(tf.errors.InvalidArgumentError, match=message):
+        list(out.as_numpy_iterator())
