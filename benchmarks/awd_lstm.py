@@ -40,7 +40,6 @@ does) for all measurements. Writes `results/bench_awd_lstm.json`.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Callable
@@ -51,7 +50,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import matmul_peak, time_interleaved
+from benchmarks.timing import matmul_peak, time_interleaved, write_results
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed training steps (after 3 warm-up steps).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size (streams).")
@@ -325,10 +324,7 @@ def main(argv: list[str]) -> None:
         results["train"].update(speedup_vs_peer=ratio, best_step_speedup_vs_peer=best_ratio)
         print(f"ours / peer tokens/s: {ratio:.2f}x, best steps {best_ratio:.2f}x "
               "(target >= 1x)")
-    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-    with open(_OUTPUT.value, "w") as f:
-        json.dump(results, f, indent=1)
-    print(f"wrote {_OUTPUT.value}")
+    write_results(_OUTPUT.value, results)
 
 
 if __name__ == "__main__":

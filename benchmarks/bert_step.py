@@ -19,14 +19,11 @@ Writes `results/bench_bert_step.json`.
 
 from __future__ import annotations
 
-import json
-import os
-
 import jax
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import matmul_peak, time_steps
+from benchmarks.timing import matmul_peak, time_steps, write_results
 
 _LAYERS = flags.DEFINE_integer("layers", 4, "Transformer layers.")
 _HIDDEN = flags.DEFINE_integer("hidden", 256, "Hidden size.")
@@ -152,10 +149,7 @@ def main(argv: list[str]) -> None:
         ratio = rows[1][1] / rows[0][1]
         results["speedup_vs_peer"] = ratio
         print(f"ours / peer tokens/s: {ratio:.2f}x")
-    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-    with open(_OUTPUT.value, "w") as f:
-        json.dump(results, f, indent=1)
-    print(f"wrote {_OUTPUT.value}")
+    write_results(_OUTPUT.value, results)
 
 
 if __name__ == "__main__":

@@ -18,6 +18,8 @@ import time
 
 from absl import app, flags
 
+from benchmarks.timing import write_results
+
 _TASK = flags.DEFINE_string("task", "bert_pretrain_austen_uncased", "seqio task.")
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size.")
 _SEQ = flags.DEFINE_integer("seq", 128, "Sequence length.")
@@ -67,10 +69,7 @@ def main(argv: list[str]) -> None:
         results["lead"] = examples_per_sec / consumed
         print(f"model step consumes {consumed:.1f} examples/s (all cores): the pipeline leads "
               f"by {examples_per_sec / consumed:.1f}x on one core")
-    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-    with open(_OUTPUT.value, "w") as f:
-        json.dump(results, f, indent=1)
-    print(f"wrote {_OUTPUT.value}")
+    write_results(_OUTPUT.value, results)
 
 
 if __name__ == "__main__":

@@ -5,8 +5,11 @@ No command-line flags here, so every benchmark can import it.
 
 from __future__ import annotations
 
+import json
+import os
 import time
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -41,3 +44,11 @@ def matmul_peak(n: int = 2048, repeats: int = 10) -> float:
     matmul = jax.jit(jnp.matmul)
     seconds = time_steps(lambda: matmul(a, b).block_until_ready(), repeats)
     return 2.0 * n**3 / seconds
+
+
+def write_results(path: str, results: dict[str, Any]) -> None:
+    """Writes a benchmark's results as JSON (creating the folder) and says where."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"wrote {path}")

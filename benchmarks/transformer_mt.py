@@ -42,7 +42,6 @@ for all measurements. Writes `results/bench_transformer_mt.json`.
 
 from __future__ import annotations
 
-import json
 import os
 import time
 from collections.abc import Callable
@@ -53,7 +52,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import matmul_peak, time_interleaved
+from benchmarks.timing import matmul_peak, time_interleaved, write_results
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed training steps (after 3 warm-up steps).")
 _DECODE_BATCHES = flags.DEFINE_integer("decode_batches", 3,
@@ -346,10 +345,7 @@ def main(argv: list[str]) -> None:
         print(f"ours / peer sentences/s: {ratio:.2f}x, best batches {best_ratio:.2f}x "
               f"(target >= 2x); identical best hypotheses: {same}/{total} (warm-up batch "
               "included)")
-    os.makedirs(os.path.dirname(_OUTPUT.value) or ".", exist_ok=True)
-    with open(_OUTPUT.value, "w") as f:
-        json.dump(results, f, indent=1)
-    print(f"wrote {_OUTPUT.value}")
+    write_results(_OUTPUT.value, results)
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import layers
-from models.base import Batch, Metrics, Model, perplexity
+from models.base import Batch, Metrics, Model, decoder_lm_batch, perplexity
 
 Array = jax.Array
 State = list[tuple[Array, Array]]
@@ -164,10 +164,7 @@ class AWDLSTMLanguageModel(Model):
         return self.config.vocab_size
 
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
-        shape = (batch_size, self.max_length)
-        return {"decoder_target_tokens": np.ones(shape, np.int32),
-                "decoder_input_tokens": np.ones(shape, np.int32),
-                "decoder_loss_weights": np.ones(shape, np.float32)}
+        return decoder_lm_batch(batch_size, self.max_length)
 
     def tokens_per_example(self, batch: Any) -> int:
         return int(batch["decoder_target_tokens"].shape[-1])

@@ -81,6 +81,14 @@ class Model(abc.ABC):
         return {}
 
 
+def decoder_lm_batch(batch_size: int, length: int) -> dict[str, np.ndarray]:
+    """An example batch of seqio's ``DecoderFeatureConverter`` features (language models)."""
+    shape = (batch_size, length)
+    return {"decoder_target_tokens": np.ones(shape, np.int32),
+            "decoder_input_tokens": np.ones(shape, np.int32),
+            "decoder_loss_weights": np.ones(shape, np.float32)}
+
+
 def perplexity(mean_nll: float) -> float:
     """``exp(mean negative log-likelihood)``, saturating instead of overflowing."""
     return math.exp(min(mean_nll, 700.0))
