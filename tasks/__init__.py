@@ -24,7 +24,7 @@ if typing.TYPE_CHECKING:
 __all__ = ["get_dataset", "get_stats", "get_vocabulary", "preprocessors", "pretraining", "vocab"]
 
 _SUBMODULES = (
-    "conll", "corpus", "finetuning", "glue", "imdb", "language_modeling", "learn_bpe",
+    "bilm", "conll", "corpus", "finetuning", "glue", "imdb", "language_modeling", "learn_bpe",
     "learn_vocab", "metrics", "preprocessors", "pretraining", "registry", "sample_text",
     "squad", "translation", "vocab", "word_vocab",
 )
@@ -58,6 +58,8 @@ def get_vocabulary(task_or_mixture: str) -> WordPieceVocabulary:
     from tasks import preprocessors as pp
 
     features = _provider(task_or_mixture).output_features
+    if "token_ids" in features and "targets" not in features:  # a biLM task (tasks/bilm.py)
+        return features["token_ids"].vocabulary
     return features[pp.INPUT_IDS if pp.INPUT_IDS in features else "targets"].vocabulary
 
 
@@ -155,6 +157,10 @@ def get_dataset(
     their last partial batch is filled with rows of `example_weight` 0 (counted as
     `examples_padding_last_batch`), so evaluation sees every example exactly once.
 
+    Word-level biLM tasks (`tasks/bilm.py`, for ELMo) give `token_ids`, `token_weights`
+    [batch, targets_length] and `char_ids` [batch, targets_length, 50], one sentence a
+    row, padded with zeros; a partial last batch is filled with weight-0 rows as above.
+
     Decoder-only LM tasks with `bptt` give BPTT stream batches instead
     (`tasks.language_modeling.bptt_stream_dataset`): row r of each batch continues row r
     of the batch before, in windows of about `bptt` ids padded to `targets_length`.
@@ -188,6 +194,17 @@ def get_dataset(
             provider, split=split, batch_size=batch_size, bptt=bptt,
             max_length=targets_length, seed=seed, shuffle=shuffle, shard_index=shard_index,
             num_shards=num_shards, num_epochs=num_epochs)
+    bilm = importlib.import_module("tasks.bilm")
+    if bilm.is_bilm_task(provider):
+        if targets_length is None:
+            raise ValueError(f"biLM task {task_or_mixture!r} needs targets_length "
+                             "(DataConfig.feature_lengths = {'targets_length': ...}).")
+        ds = provider.get_dataset(
+            sequence_length={k: targets_length for k in bilm.FEATURES}, split=split,
+            use_cached=False, shuffle=shuffle, seed=seed,
+            shard_info=seqio.ShardInfo(shard_index, num_shards) if num_shards > 1 else None,
+            num_epochs=num_epochs, try_in_mem_cache=False)
+        return bilm.pad_and_batch(ds, targets_length, batch_size, task_or_mixture, split)
     if set(provider.output_features) in ({"inputs", "targets"}, {"targets"}):
         # Sequence-to-sequence (translation) or decoder-only LM: seqio's converters.
         lengths = {"targets": targets_length}

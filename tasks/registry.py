@@ -22,7 +22,9 @@ Translation: `translate_en_de_debian_l10n` (shipped, `data/parallel/en-de`), TFD
 `wmt14_translate_en_de`, `wmt14_translate_en_fr`, `wmt_t2t_translate_en_de`
 (`tasks/translation.py`). Language modelling: `lm_austen_spm8k` / `lm1b_lm_spm8k`
 (decoder-only, `tasks/language_modeling.py`, `data/vocab/spm_austen_8k`);
-for ULMFiT `lm_gcide8k` and `lm_austen_novels_gcide8k` (`data/vocab/spm_gcide_8k`).
+for ULMFiT `lm_gcide8k` and `lm_austen_novels_gcide8k` (`data/vocab/spm_gcide_8k`);
+for ELMo `bilm_austen_words` (word-level biLM, one sentence per example, `tasks/bilm.py`,
+`data/vocab/austen_words`: 7,944 words of the train split seen >= 3 times).
 
 TFDS tasks read from `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`) and stop with a
 `DatasetNotPreparedError` naming the `tfds build` command when the data is absent.
@@ -36,7 +38,8 @@ import os
 
 import seqio
 
-from tasks import conll, glue, imdb, language_modeling, pretraining, squad, translation
+from tasks import bilm, conll, glue, imdb, language_modeling, pretraining, squad, translation
+from tasks.word_vocab import WordVocabulary
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 AUSTEN_CORPUS = os.path.join(DATA_DIR, "corpus", "austen.txt")
@@ -47,6 +50,7 @@ SPM_EN_DE = os.path.join(DATA_DIR, "vocab", "spm_en_de_4k", "spm.model")
 WMT_SPM = {"de": os.path.join(DATA_DIR, "vocab", "spm_wmt14_en_de_32k", "spm.model"),
            "fr": os.path.join(DATA_DIR, "vocab", "spm_wmt14_en_fr_32k", "spm.model")}
 BERT_UNCASED_VOCAB = os.path.join(DATA_DIR, "vocab", "bert_uncased", "vocab.txt")
+AUSTEN_WORDS_VOCAB = os.path.join(DATA_DIR, "vocab", "austen_words", "vocab.txt")
 
 
 def register_all(tfds_data_dir: str | None = None) -> list[str]:
@@ -107,7 +111,11 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
     lm_names += imdb.register_imdb(
         seqio.SentencePieceVocabulary(os.path.join(DATA_DIR, language_modeling.GCIDE_SPM)),
         "gcide8k", tfds_data_dir)
-    return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names, *lm_names]
+    # ELMo's word-level biLM task (tasks/bilm.py): one sentence per example.
+    bilm_task = bilm.register_corpus_bilm_task(
+        "bilm_austen_words", AUSTEN_CORPUS, WordVocabulary.load(AUSTEN_WORDS_VOCAB))
+    return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names, *lm_names,
+                                        bilm_task.name]
 
 
 NAMES = register_all()
