@@ -44,6 +44,7 @@ bench: install
 	$(PY) -m benchmarks.input_pipeline
 	$(PY) -m benchmarks.transformer_mt
 	$(PY) -m benchmarks.awd_lstm
+	$(PY) -m benchmarks.elmo
 
 lint: install
 	$(PY) -m ruff check .

@@ -14,6 +14,13 @@ on, each magnitude multiplied by one ``drop_mult``:
 ``AWDLSTMLanguageModel`` carries the hidden state of every layer from one batch to the next
 (``Model.init_state``): row ``r`` of batch ``k + 1`` must continue row ``r`` of batch ``k``,
 which the BPTT-stream LM tasks produce. Dropout defaults are fastai's for the ULMFiT LM.
+
+ULMFiT's backward models are these same networks on documents read right to left: the
+direction lives in the data (``DataConfig.reverse``: reversed BPTT streams for the LM, each
+document's ids reversed with the padding at the end for the classifier), so the models
+need no option, and the run records it (``vocabulary.json``) so that a backward classifier
+cannot start from a forward LM. ``pretrain_lm.ensemble`` averages the class probabilities
+of the forward and backward classifiers (``predict_with_state``).
 """
 
 from __future__ import annotations
@@ -359,6 +366,12 @@ class AWDLSTMClassifier(Model):
         correct = jnp.sum((jnp.argmax(logits, -1) == batch["label"]) * weights)
         return loss, {"loss": (loss, jnp.ones(())), "accuracy": (correct, jnp.sum(weights))
                       }, state
+
+    def predict_with_state(self, params: dict, state: dict, batch: Batch
+                           ) -> dict[str, Array]:
+        """``{"logits": [batch, num_classes]}`` in evaluation mode (the batch statistics of
+        ``state``); ``pretrain_lm.ensemble`` averages their softmax over runs."""
+        return {"logits": self.logits(params, state, batch, rng=None, train=False)[0]}
 
     def loss(self, params: dict, batch: Batch, *, rng: Array | None,
              train: bool) -> tuple[Array, Metrics]:

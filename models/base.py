@@ -58,6 +58,19 @@ class Model(abc.ABC):
         loss, metrics = self.loss(params, batch, rng=rng, train=train)
         return loss, metrics, state
 
+    def predict_with_state(self, params: dict, state: dict, batch: Batch
+                           ) -> dict[str, Array]:
+        """Evaluation outputs per example (``logits`` for a classifier) from the params and
+        the model state the run checkpointed (batch-norm statistics); the default is the
+        stateless ``predict(params, batch)`` of models that have one."""
+        predict = getattr(self, "predict", None)
+        if predict is None:
+            raise NotImplementedError(
+                f"{type(self).__name__} gives no per-example predictions: implement "
+                "predict(params, batch) or predict_with_state(params, state, batch).")
+        del state
+        return predict(params, batch)
+
     def tokens_per_example(self, batch: Mapping[str, np.ndarray]) -> int:
         """Sequence positions per example (for tokens/s): the width of ``input_ids``."""
         return int(batch["input_ids"].shape[-1])

@@ -30,6 +30,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import flax.linen as nn
@@ -210,6 +211,53 @@ def allowed_transitions(tag_names: Sequence[str],
                     not inside and not continues)
             transitions[i, j] = ok
     return transitions, start, end
+
+
+def _chunk_boundaries(tags: Array, valid: Array, prefix: Array, label: Array
+                      ) -> tuple[Array, Array]:
+    """conlleval's chunk starts and ends ``[b, t]`` of BIO tag ids (``I-X`` after ``O``
+    or another label starts a chunk; a chunk ends before ``O``, ``B-`` or a new label)."""
+    pre, lab = prefix[tags], label[tags]
+    inside = valid & (pre != 0)  # prefix 0 = O, 1 = B, 2 = I
+    prev_inside = jnp.pad(inside, ((0, 0), (1, 0)))[:, :-1]
+    prev_label = jnp.pad(lab, ((0, 0), (1, 0)), constant_values=-1)[:, :-1]
+    start = inside & ((pre == 1) | ~prev_inside | (prev_label != lab))
+    next_inside = jnp.pad(inside, ((0, 0), (0, 1)))[:, 1:]
+    next_pre = jnp.pad(pre, ((0, 0), (0, 1)))[:, 1:]
+    next_label = jnp.pad(lab, ((0, 0), (0, 1)), constant_values=-1)[:, 1:]
+    end = inside & (~next_inside | (next_pre == 1) | (next_label != lab))
+    return start, end
+
+
+def entity_counts(predicted: Array, gold: Array, mask: Array | None,
+                  tag_names: Sequence[str]) -> tuple[Array, Array, Array]:
+    """Entity-level ``(correct, predicted, gold)`` chunk counts of BIO tag ids
+    ``[batch, length]``, counted as conlleval (and seqeval's default mode) counts them:
+    a predicted chunk is correct when a gold chunk has the same label, start and end.
+    Summable over batches and hosts, so precision = correct / predicted, recall =
+    correct / gold and F1 follow exactly. jit-able; ``tag_names`` is static."""
+    parsed = [_parse_tag(tag, "BIO") for tag in tag_names]
+    labels = sorted({lab for _, lab in parsed if lab is not None})
+    prefix = jnp.asarray(["OBI".index(p) for p, _ in parsed], jnp.int32)
+    label = jnp.asarray([labels.index(lab) if lab else -1 for _, lab in parsed], jnp.int32)
+    valid = jnp.ones(gold.shape, bool) if mask is None else mask.astype(bool)
+    p_start, p_end = _chunk_boundaries(predicted, valid, prefix, label)
+    g_start, g_end = _chunk_boundaries(gold, valid, prefix, label)
+    time = jnp.arange(gold.shape[1])[None, :]
+    # For each gold chunk end e: its start s (the last gold start <= e).
+    last_start = jax.lax.cummax(jnp.where(g_start, time, -1), axis=1)
+    s = jnp.maximum(last_start, 0)
+    at_s = functools.partial(jnp.take_along_axis, indices=s, axis=1)
+    starts = jnp.cumsum(p_start, axis=1, dtype=jnp.int32)
+    ends = jnp.cumsum(p_end, axis=1, dtype=jnp.int32)
+    # One predicted chunk exactly on [s, e]: it starts at s and ends at e, no predicted
+    # start in (s, e] and no end in [s, e), and it has the gold chunk's label.
+    one_chunk = ((starts - at_s(starts)) == 0) & (
+        (ends - p_end) - (at_s(ends) - at_s(p_end)) == 0)
+    same_label = label[predicted] == label[gold]  # at e; constant inside a chunk
+    correct = g_end & p_end & at_s(p_start) & one_chunk & same_label
+    return (jnp.sum(correct, dtype=jnp.float32), jnp.sum(p_start, dtype=jnp.float32),
+            jnp.sum(g_start, dtype=jnp.float32))
 
 
 # ---------------------------------------------------------------------------------------

@@ -524,7 +524,7 @@ def scalar_mix_weights(params: dict) -> tuple[np.ndarray, float]:
     """``(softmax(scalar_weights), gamma)`` of a ``ScalarMix``'s params, for plots."""
     params = meta.unbox(params)
     return (np.asarray(jax.nn.softmax(jnp.asarray(params["scalar_weights"]))),
-            float(params["gamma"]))
+            float(np.asarray(params["gamma"]).reshape(())))  # restored as [1] or []
 
 
 def elmo_representations(params: dict, char_ids: Array, config: ELMoConfig
@@ -551,3 +551,21 @@ def remove_sentence_boundaries(tensors: Sequence[Array], mask: Array
     new_mask = jnp.arange(mask.shape[1] - 2)[None, :] < (lengths - 2)[:, None]
     keep = new_mask.reshape(new_mask.shape + (1,) * (tensors[0].ndim - 2))
     return [jnp.where(keep, t[:, 1:-1], 0) for t in tensors], new_mask
+
+
+def add_sentence_boundaries(char_ids: Array, mask: Array) -> Array:
+    """Wraps each row's tokens in ``<S>`` ... ``</S>``: ``[batch, time, chars]`` character
+    ids (real tokens first, padding rows all 0) -> ``[batch, time + 2, chars]`` with
+    ``CharVocabulary``'s ``bos_chars`` row first and ``eos_chars`` after the last real
+    token (AllenNLP's ``add_sentence_boundary_token_ids``); the inverse of
+    ``remove_sentence_boundaries`` on the biLM's outputs."""
+    from tasks.word_vocab import CharVocabulary
+
+    vocab = CharVocabulary(char_ids.shape[-1])
+    time = mask.shape[1]
+    lengths = mask.astype(jnp.int32).sum(axis=1)
+    padded = jnp.pad(char_ids, ((0, 0), (1, 1), (0, 0)))
+    position = jnp.arange(time + 2)[None, :, None]
+    padded = jnp.where(position == 0, jnp.asarray(vocab.bos_chars), padded)
+    return jnp.where(position == (lengths + 1)[:, None, None], jnp.asarray(vocab.eos_chars),
+                     padded)

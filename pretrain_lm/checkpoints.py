@@ -9,6 +9,11 @@ A checkpoint step directory holds two items:
 
 Before restoring, the stored shapes are compared with the model's; a checkpoint
 of another model size fails with an error that names the mismatched parameters.
+``vocabulary.json`` beside the checkpoints records the task's vocabulary and the
+direction the documents were read in (``forward``, or ``backward`` for ULMFiT's backward
+models); runs resumed, started or evaluated from the checkpoints must match both.
+``restore_params`` reads the parameters, ``restore_params_and_state`` also the model state
+(batch-norm statistics) that an evaluation of a stateful model needs.
 """
 
 from __future__ import annotations
@@ -166,25 +171,43 @@ class Checkpointer:
         """Reads only the parameters of ``step`` (not the optimizer state) into the
         shardings of ``abstract_params`` (e.g. for evaluation), after checking that
         ``vocabulary`` (``tasks.vocabulary_record``), if given, is the one trained on."""
+        return self.restore_params_and_state(step, abstract_params, None, vocabulary)[0]
+
+    def restore_params_and_state(self, step: int, abstract_params: Any,
+                                 abstract_model_state: Any,
+                                 vocabulary: dict[str, Any] | None = None
+                                 ) -> tuple[Any, Any]:
+        """``(params, model_state)`` of ``step``, without the optimizer state: what an
+        evaluation of a model that keeps state (``Model.init_state``: batch-norm
+        statistics) needs. ``abstract_model_state`` gives the shapes and shardings (None
+        or empty: params only, and ``{}`` back); ``vocabulary`` as ``restore_params``."""
         if vocabulary is not None:
             check_vocabulary(os.fspath(self.directory.parent), vocabulary)
+        item = {"params": abstract_params}
+        if abstract_model_state is not None and jax.tree.leaves(abstract_model_state):
+            item["model_state"] = abstract_model_state
         reader = ocp.CheckpointManager(
             self.directory, options=ocp.CheckpointManagerOptions(read_only=True, create=False),
             item_handlers={"state": ocp.PyTreeCheckpointHandler()})
         try:
             stored = reader.item_metadata(step)["state"]
-            problems = shape_mismatches(getattr(stored, "tree", stored)["params"],
-                                        abstract_params)
+            stored = getattr(stored, "tree", stored)  # orbax TreeMetadata -> plain tree
+            problems = []
+            for name, expected in item.items():
+                if name not in stored:
+                    problems.append(f"{name}: missing from the checkpoint")
+                else:
+                    problems += [f"{name}/{p}" for p in shape_mismatches(stored[name],
+                                                                       expected)]
             if problems:
                 raise CheckpointMismatchError(
                     f"The checkpoint at {self.directory / str(step)} does not fit this "
                     "model:\n  " + "\n  ".join(problems) + "\nUse the model gin files "
                     "the checkpoint was trained with (config.gin in the model dir).")
-            item = {"params": abstract_params}
             restored = reader.restore(step, args=ocp.args.Composite(state=ocp.args.PyTreeRestore(
                 item, restore_args=ocp.checkpoint_utils.construct_restore_args(item),
                 partial_restore=True)))
-            return restored["state"]["params"]
+            return restored["state"]["params"], restored["state"].get("model_state", {})
         finally:
             reader.close()
 
@@ -231,7 +254,10 @@ def record_vocabulary(model_dir: str, record: dict[str, Any]) -> None:
 def check_vocabulary(model_dir: str, record: dict[str, Any]) -> None:
     """Raises :class:`CheckpointMismatchError` when the checkpoints in ``model_dir`` were
     trained on another vocabulary than ``record``'s: the same ids would mean other pieces,
-    so translations, samples and scores would be garbage without any shape error."""
+    so translations, samples and scores would be garbage without any shape error. Also
+    when they read the documents in another ``direction`` (``forward`` / ``backward``,
+    ``DataConfig.vocabulary_record``; a record without one is ``forward``, as every run
+    before backward models was): a backward LM's weights are no forward model's."""
     path = epath.Path(model_dir) / VOCABULARY_FILE
     if not path.exists():
         logging.info("%s has no %s; the vocabulary cannot be checked.", model_dir,
@@ -250,6 +276,15 @@ def check_vocabulary(model_dir: str, record: dict[str, Any]) -> None:
             f"{str(record.get('sha256'))[:12]}...). Use the task the model was trained on "
             f"(MIXTURE_OR_TASK_NAME in {model_dir}/config.gin) or one with the same "
             "vocabulary.")
+    have, want = (r.get("direction", "forward") for r in (stored, record))
+    if have != want:
+        raise CheckpointMismatchError(
+            f"The checkpoints in {model_dir} were trained on documents read {have} (task "
+            f"{stored.get('task')!r}), but this run reads them {want}: a {want} model must "
+            f"start from (or be evaluated as) a {want} run. Point at a {want} run's model dir, "
+            f"or read {have}: DataConfig.reverse = {have == 'backward'} (ULMFiT gin files: "
+            f"--gin.BACKWARD={have == 'backward'}; a backward run is evaluated with "
+            "python -m pretrain_lm.ensemble, which reads each run's own direction).")
 
 
 def _get(tree: Any, name: str) -> Any:

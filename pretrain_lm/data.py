@@ -9,6 +9,11 @@ reads it: with ``num_shards`` fixed, one process and N processes see identical g
 batches. Every shard's iterator is checkpointable (tf.data iterator state), which is
 what makes a resumed run continue exactly.
 
+``DataConfig.reverse`` reads every document right to left (ULMFiT's backward language
+model and classifier, ``tasks.get_dataset(reverse=True)``); the direction is part of the
+run's vocabulary record (``DataConfig.vocabulary_record``), so a backward run refuses a
+forward checkpoint and vice versa (``pretrain_lm.checkpoints.check_vocabulary``).
+
 TensorFlow is imported only here and in ``tasks/``; the trainer sees numpy/jax.
 """
 
@@ -42,6 +47,9 @@ class DataConfig:
         process count, each process reading ``num_shards / process_count`` of them.
         None: one per process. Fix it to make the global batches (and the iterator
         checkpoints) independent of the number of hosts.
+      reverse: read every document right to left (a backward LM's BPTT streams, or a
+        backward classifier's ids with the padding at the end); see
+        ``tasks.get_dataset``.
     """
 
     task: str
@@ -52,6 +60,20 @@ class DataConfig:
     shuffle: bool = True
     num_epochs: int | None = None
     num_shards: int | None = None
+    reverse: bool = False
+
+    @property
+    def direction(self) -> str:
+        """``forward`` or ``backward`` (``reverse``): how the documents are read."""
+        return "backward" if self.reverse else "forward"
+
+    def vocabulary_record(self) -> dict[str, Any]:
+        """``tasks.vocabulary_record`` of the task plus the reading ``direction``: the
+        same ids read the other way are another model's input (checked by
+        ``pretrain_lm.checkpoints.check_vocabulary``)."""
+        import tasks
+
+        return {**tasks.vocabulary_record(self.task), "direction": self.direction}
 
 
 class DataIterator:
@@ -97,13 +119,14 @@ class DataIterator:
                 shard_index=shard,
                 num_shards=num_shards,
                 num_epochs=config.num_epochs,
+                reverse=config.reverse,
                 **dict(config.feature_lengths),
             ), checkpoint=True)
             for shard in self.shards
         ]
-        logging.info("Data: task=%s split=%s local batch=%d from input shards %s of %d "
-                     "(process %d of %d)", config.task, config.split, self.local_batch_size,
-                     self.shards, num_shards, process, num_processes)
+        logging.info("Data: task=%s split=%s (%s) local batch=%d from input shards %s of %d "
+                     "(process %d of %d)", config.task, config.split, config.direction,
+                     self.local_batch_size, self.shards, num_shards, process, num_processes)
 
     @property
     def vocab_size(self) -> int:

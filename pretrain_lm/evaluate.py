@@ -6,6 +6,9 @@ r"""Evaluate fine-tuned checkpoints from gin files (see ``pretrain_lm/evaluation
       [--checkpoint=latest|all|STEP] [--tasks=a,b] [--split=validation|test]
 
 Uses the same gin files as the fine-tuning run; prints and writes the results table.
+Params and model state are restored (``Model.predict_with_state``). ULMFiT classifiers,
+backward runs and ensembles of runs: ``python -m pretrain_lm.ensemble --model_dir=RUN ...``
+(each run rebuilt from its own ``config.gin``).
 """
 
 from __future__ import annotations

@@ -16,6 +16,12 @@ Pearson/Spearman, F1, SQuAD EM/F1, seqeval entity F1 ...). Writes
 task, the best checkpoint marked) and TensorBoard scalars under
 ``MODEL_DIR/eval_<split>/<task>``. On GLUE ``test`` splits, whose labels are hidden,
 it writes the submission files (``CoLA.tsv`` ...) instead of scores.
+
+The params and the model state (``Model.init_state``: the AWD-LSTM classifier's batch-norm
+statistics) are restored and predictions come from ``Model.predict_with_state``, so a
+stateful classifier scores as trained. The examples are read forward: a backward run
+(``DataConfig.reverse``) is refused by its vocabulary record; score it, alone or with
+others, with ``python -m pretrain_lm.ensemble``, which reads each run's own data config.
 """
 
 from __future__ import annotations
@@ -31,37 +37,53 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from models.base import Model
 from models.bert import BertFineTuningModel
 from pretrain_lm.partitioning import Partitioner
 
 
 class Predictor:
-    """Jitted, sharded ``model.predict`` over host batches that every process holds whole."""
+    """Jitted, sharded ``model.predict_with_state`` over host batches that every process
+    holds whole. ``abstract_params`` / ``abstract_state`` are the restore targets
+    (``Checkpointer.restore_params_and_state``): the model state (batch-norm statistics of
+    the AWD-LSTM classifier; ``{}`` for BERT) as ``model.init_state(state_batch_size)``
+    shapes it, i.e. the training batch size where the state depends on it."""
 
-    def __init__(self, model: BertFineTuningModel, partitioner: Partitioner) -> None:
+    def __init__(self, model: Model, partitioner: Partitioner, *,
+                 state_batch_size: int | None = None) -> None:
         self.model = model
         self.partitioner = partitioner
         from pretrain_lm.checkpoints import abstract_params
 
         self.abstract_params = abstract_params(model, partitioner)
         self.param_shardings = jax.tree.map(lambda a: a.sharding, self.abstract_params)
+        replicated = partitioner.replicated()
+        n = state_batch_size or partitioner.data_size
+        self.abstract_state = jax.tree.map(
+            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
+            jax.eval_shape(lambda: model.init_state(n)))
         self._predict = jax.jit(
-            model.predict, in_shardings=(self.param_shardings, partitioner.batch_sharding()),
-            out_shardings=partitioner.replicated())
+            model.predict_with_state,
+            in_shardings=(self.param_shardings, replicated, partitioner.batch_sharding()),
+            out_shardings=replicated)
 
-    def __call__(self, params: Any, batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    def __call__(self, params: Any, batch: Mapping[str, np.ndarray], state: Any = None
+                 ) -> dict[str, np.ndarray]:
         sharding = self.partitioner.batch_sharding()
         device_batch = {
             k: jax.make_array_from_callback(v.shape, sharding, lambda i, v=v: v[i])
             for k, v in batch.items()}
         with self.partitioner.context():
-            return jax.device_get(self._predict(params, device_batch))
+            return jax.device_get(self._predict(params, {} if state is None else state,
+                                                device_batch))
 
 
 def predict_split(predictor: Predictor, params: Any, task: str, split: str, *,
-                  batch_size: int, max_seq_length: int, progress: bool = True
+                  batch_size: int, max_seq_length: int, progress: bool = True,
+                  state: Any = None
                   ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-    """Every example of ``split`` (with metadata) and the model outputs, row-aligned."""
+    """Every example of ``split`` (with metadata) and the model outputs, row-aligned
+    (``state``: the restored model state, for models that keep one)."""
     import tasks
     from tasks import finetuning as ft
 
@@ -79,7 +101,7 @@ def predict_split(predictor: Predictor, params: Any, task: str, split: str, *,
                 for ex in examples[start:start + batch_size]]
         rows += [jax.tree.map(np.zeros_like, rows[0])] * (batch_size - len(rows))
         batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-        for k, v in predictor(params, batch).items():
+        for k, v in predictor(params, batch, state).items():
             outputs.setdefault(k, []).append(v)
     merged = {k: np.concatenate(v)[:len(examples)] for k, v in outputs.items()}
     return examples, merged
@@ -176,12 +198,13 @@ def evaluate_checkpoints(
     is_chief = jax.process_index() == 0
     results: list[TaskResult] = []
     for step in steps:
-        params = source.restore_params(step, predictor.abstract_params)
+        params, state = source.restore_params_and_state(step, predictor.abstract_params,
+                                                        predictor.abstract_state)
         for name in names:
             spec = ft.get_spec(name)
             examples, outputs = predict_split(
                 predictor, params, name, split, batch_size=batch_size,
-                max_seq_length=model.max_seq_length, progress=progress)
+                max_seq_length=model.max_seq_length, progress=progress, state=state)
             scores, predictions = score(name, examples, outputs)
             truncated = sum(int(ex.get(ft.TRUNCATED, 0) > 0) for ex in examples)
             scores = {**scores, "examples_truncated": float(truncated)}

@@ -75,13 +75,16 @@ def adamw(
     exclude_from_weight_decay: Sequence[str] = ("bias", "layer_norm", "LayerNorm",
                                                 "output_bias"),
     clip_norm: float | None = 1.0,
+    frozen: Sequence[str] = (),
 ) -> Optimizer:
     """AdamW with BERT's weight-decay mask, warm-up + linear decay and gradient clipping.
 
     ``learning_rate`` is the peak value when a float; ``total_steps`` (the decay
     horizon) defaults to the run's number of training steps (the trainer fills it).
     ``warmup_fraction`` (BERT fine-tuning: 0.1) replaces ``warmup_steps`` by that
-    fraction of ``total_steps``.
+    fraction of ``total_steps``. ``frozen``: top-level parameter subtrees that never
+    change (e.g. a tagger's pretrained ``bilm``): their updates are zero, after weight
+    decay, and their gradients are left out of the clipping norm.
     """
     if isinstance(learning_rate, (int, float)):
         if total_steps is None:
@@ -94,12 +97,30 @@ def adamw(
         raise TypeError(f"learning_rate must be a float or an optax schedule, got "
                         f"{learning_rate!r}.")
     chain = []
+    if frozen:
+        chain.append(freeze(frozen))
     if clip_norm is not None:
         chain.append(optax.clip_by_global_norm(clip_norm))
     chain.append(optax.adamw(
         learning_rate, b1=b1, b2=b2, eps=eps, weight_decay=weight_decay,
         mask=lambda params: decay_mask(params, exclude_from_weight_decay)))
+    if frozen:
+        chain.append(freeze(frozen))
     return Optimizer(optax.chain(*chain), learning_rate)
+
+
+def freeze(subtrees: Sequence[str]) -> optax.GradientTransformation:
+    """Sets the updates of the named top-level parameter subtrees to zero (an unknown
+    name is an error, so a typo cannot leave a "frozen" model training)."""
+
+    def labels(params: Any) -> Any:
+        missing = sorted(set(subtrees) - set(params))
+        if missing:
+            raise ValueError(f"frozen={list(subtrees)}: no top-level parameters named "
+                             f"{missing}; the model has {sorted(params)}.")
+        return {k: jax.tree.map(lambda _, k=k: k in subtrees, v) for k, v in params.items()}
+
+    return optax.masked(optax.set_to_zero(), labels)
 
 
 def rsqrt_schedule(d_model: int, warmup_steps: int = 4000, scale: float = 1.0

@@ -50,11 +50,16 @@ class PretrainedParams:
       format: ``auto`` (by the files found), ``ours``, ``hf`` or ``tf``.
       subtrees: top-level parameter names to take (``bert``: the encoder; add
         ``mlm_head``/``nsp_head`` to continue pre-training from a foreign checkpoint).
+      check_vocabulary: refuse an ``ours`` checkpoint trained on another vocabulary than
+        the run's task (``checkpoints.check_vocabulary``). Turn it off only where the
+        taken subtrees never see the word ids: a tagger's frozen ELMo biLM reads
+        characters, and its word softmax is not taken.
     """
 
     path: str
     format: str = "auto"
     subtrees: Sequence[str] = ("bert",)
+    check_vocabulary: bool = True
 
     def model_dir(self) -> str | None:
         """The ``pretrain_lm`` model dir of an ``ours`` checkpoint (None for other formats)."""

@@ -15,7 +15,6 @@ with the same MODEL_DIR resumes from the latest checkpoint.
 from __future__ import annotations
 
 import json
-import os
 import sys
 
 import gin
@@ -55,9 +54,7 @@ def main(argv: list[str]) -> None:
 
     model_dir = gin_utils.macro("MODEL_DIR")
     if model_dir and jax.process_index() == 0:
-        os.makedirs(model_dir, exist_ok=True)
-        with open(os.path.join(model_dir, "config.gin"), "w") as f:
-            f.write(gin.config_str())
+        gin_utils.write_config(model_dir)
     try:
         results = gin.get_configurable(trainer.train)()
     except (ValueError, TypeError) as e:

@@ -12,7 +12,11 @@ What it guarantees:
 * dropout randomness is ``fold_in(seed, step)``, and the data iterator position is
   checkpointed, so a resumed run continues exactly where it stopped;
 * metrics are summed on device and fetched only when logged (no per-step sync);
-* SIGTERM (pre-emption) triggers a checkpoint before exiting.
+* SIGTERM (pre-emption) triggers a checkpoint before exiting;
+* the run's vocabulary and reading direction (``DataConfig.vocabulary_record``: forward,
+  or backward with ``DataConfig.reverse``) are recorded beside the checkpoints; resuming,
+  or starting from a pretrained run of ours, with another one is refused, and training
+  and evaluation data must read in the same direction.
 """
 
 from __future__ import annotations
@@ -272,6 +276,11 @@ def train(
       seed: parameter-init and dropout seed (the data seed is in ``DataConfig``).
     """
     model.check_task(train_data.task)
+    if eval_data is not None and eval_data.reverse != train_data.reverse:
+        raise ValueError(
+            f"train_data reads the documents {train_data.direction} but eval_data "
+            f"{eval_data.direction}: a model is evaluated in the direction it is trained in. "
+            "Set both DataConfig.reverse alike (ULMFiT gin files: one --gin.BACKWARD=...).")
     train_steps = resolve_train_steps(train_steps, train_epochs, train_data, batch_size)
     if batch_size % num_microbatches:
         raise ValueError(f"batch_size={batch_size} is not divisible by "
@@ -290,10 +299,8 @@ def train(
 
     train_iter = DataIterator(train_data, batch_size, partitioner)
     check_vocab_size(model, train_iter.vocab_size, train_data.task)
-    if is_chief:
-        import tasks
-
-        checkpoints.record_vocabulary(model_dir, tasks.vocabulary_record(train_data.task))
+    if is_chief:  # the vocabulary and the reading direction, checked on resume
+        checkpoints.record_vocabulary(model_dir, train_data.vocabulary_record())
     checkpointer = Checkpointer(model_dir, save_every=checkpoint_every, keep=keep_checkpoints)
     latest = checkpointer.latest_step()
     if latest is not None:
@@ -305,11 +312,10 @@ def train(
     else:
         state = trainer.init_state()
         if pretrained is not None:
-            if pretrained.model_dir() is not None:  # ours: trained on the same ids?
-                import tasks
-
+            if pretrained.check_vocabulary and pretrained.model_dir() is not None:
+                # ours: same ids, same direction?
                 checkpoints.check_vocabulary(pretrained.model_dir(),
-                                             tasks.vocabulary_record(train_data.task))
+                                             train_data.vocabulary_record())
             state = state.replace(params=overlay_params(state.params, pretrained.load()))
     start_step = int(jax.device_get(state.step))
 

@@ -26,7 +26,7 @@ __all__ = ["get_dataset", "get_stats", "get_vocabulary", "preprocessors", "pretr
 _SUBMODULES = (
     "bilm", "conll", "corpus", "finetuning", "glue", "imdb", "language_modeling", "learn_bpe",
     "learn_vocab", "metrics", "preprocessors", "pretraining", "registry", "sample_text",
-    "squad", "translation", "vocab", "word_vocab",
+    "squad", "tagging", "translation", "vocab", "word_vocab",
 )
 
 
@@ -58,7 +58,7 @@ def get_vocabulary(task_or_mixture: str) -> WordPieceVocabulary:
     from tasks import preprocessors as pp
 
     features = _provider(task_or_mixture).output_features
-    if "token_ids" in features and "targets" not in features:  # a biLM task (tasks/bilm.py)
+    if "token_ids" in features and "targets" not in features:  # tasks/bilm.py, tagging.py
         return features["token_ids"].vocabulary
     return features[pp.INPUT_IDS if pp.INPUT_IDS in features else "targets"].vocabulary
 
@@ -144,6 +144,7 @@ def get_dataset(
     num_shards: int = 1,
     num_epochs: int | None = None,
     bptt: int | None = None,
+    reverse: bool = False,
 ) -> tf.data.Dataset:
     """Fixed-shape batches of a pretraining or fine-tuning task for this process.
 
@@ -161,9 +162,17 @@ def get_dataset(
     [batch, targets_length] and `char_ids` [batch, targets_length, 50], one sentence a
     row, padded with zeros; a partial last batch is filled with weight-0 rows as above.
 
+    Word-level tagging tasks (`tasks/tagging.py`, for the TagLM / ELMo taggers) give the
+    same plus `tag_ids` [batch, targets_length].
+
     Decoder-only LM tasks with `bptt` give BPTT stream batches instead
     (`tasks.language_modeling.bptt_stream_dataset`): row r of each batch continues row r
     of the batch before, in windows of about `bptt` ids padded to `targets_length`.
+
+    `reverse=True` reads every document right to left (ULMFiT's backward models): BPTT
+    streams of the reversed documents (`language_modeling.reverse_document`), or, for
+    classification / regression fine-tuning tasks, each example's ids reversed with the
+    padding still at the end (`finetuning.reverse_documents`). Other tasks refuse it.
 
     The same arguments give the same batches. The pipeline supports iterator
     checkpointing (`clu.data.dataset_iterator.TfDatasetIterator(ds, checkpoint=True)`).
@@ -184,6 +193,10 @@ def get_dataset(
     finetuning = importlib.import_module("tasks.finetuning")
     is_finetuning = finetuning.is_finetuning_task(provider)
     converter = None
+    if reverse and bptt is None and not is_finetuning:
+        raise ValueError(f"reverse=True (backward reading) needs BPTT streams (bptt=...) or a "
+                         f"classification fine-tuning task; {task_or_mixture!r} is neither: "
+                         "set DataConfig.reverse = False.")
     if bptt is not None:
         if set(provider.output_features) != {"targets"} or targets_length is None:
             raise ValueError(f"bptt={bptt} needs a decoder-only LM task and targets_length; "
@@ -193,14 +206,16 @@ def get_dataset(
         return language_modeling.bptt_stream_dataset(
             provider, split=split, batch_size=batch_size, bptt=bptt,
             max_length=targets_length, seed=seed, shuffle=shuffle, shard_index=shard_index,
-            num_shards=num_shards, num_epochs=num_epochs)
+            num_shards=num_shards, num_epochs=num_epochs, reverse=reverse)
     bilm = importlib.import_module("tasks.bilm")
-    if bilm.is_bilm_task(provider):
+    tagging = importlib.import_module("tasks.tagging")
+    if bilm.is_bilm_task(provider) or tagging.is_tagging_task(provider):
         if targets_length is None:
-            raise ValueError(f"biLM task {task_or_mixture!r} needs targets_length "
+            raise ValueError(f"Word-level task {task_or_mixture!r} needs targets_length "
                              "(DataConfig.feature_lengths = {'targets_length': ...}).")
         ds = provider.get_dataset(
-            sequence_length={k: targets_length for k in bilm.FEATURES}, split=split,
+            sequence_length={k: targets_length for k in provider.output_features},
+            split=split,
             use_cached=False, shuffle=shuffle, seed=seed,
             shard_info=seqio.ShardInfo(shard_index, num_shards) if num_shards > 1 else None,
             num_epochs=num_epochs, try_in_mem_cache=False)
@@ -241,6 +256,8 @@ def get_dataset(
         return _batch_padding_last(ds, batch_size, task_or_mixture, split)
     if is_finetuning:
         head = finetuning.provider_spec(provider).head
+        if reverse:
+            ds = finetuning.reverse_documents(ds, head, name=task_or_mixture)
         converter = finetuning.FineTuningFeatureConverter(head, pad_id=vocab.pad_id)
         ds = converter(ds, {k: max_seq_length if f.rank else 0
                             for k, f in converter.TASK_FEATURES.items()})

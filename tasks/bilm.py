@@ -115,8 +115,9 @@ class WordIdVocabulary(seqio.PassThroughVocabulary):
         return hash(self.word_vocab)
 
 
-def output_features(vocab: WordIdVocabulary) -> dict[str, seqio.Feature]:
-    """``token_ids``, ``char_ids`` and ``token_weights`` (``is_bilm_task`` tests these)."""
+def output_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:
+    """``token_ids`` (word ids of ``vocab``), ``char_ids`` and ``token_weights``
+    (``is_bilm_task`` tests these)."""
     chars = seqio.PassThroughVocabulary(int(CharVocabulary().bos_chars.max()) + 1)
     return {
         TOKEN_IDS: seqio.Feature(vocab, add_eos=False),

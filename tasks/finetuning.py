@@ -11,6 +11,8 @@ says which head and labels it needs and how to score predictions (``tasks.metric
   first wordpiece (``label_weights`` 1 there), words cut by the length limit counted;
 * ``FineTuningFeatureConverter``: pads to fixed shapes, adds ``input_mask`` and
   ``example_weight`` (1; the evaluator pads the last batch with weight-0 rows);
+* ``reverse_documents``: each example's ids right to left before padding (ULMFiT's
+  backward classifier, ``tasks.get_dataset(reverse=True)``; the padding stays at the end);
 * ``eval_examples``: the unpadded examples of a split with their metadata (ids, gold
   answers, word tags) for ``pretrain_lm.evaluate``.
 """
@@ -263,6 +265,29 @@ def encode_tagged_words(
         lost = tf.size(word_tags) - tf.cast(tf.reduce_sum(first), tf.int32)
         out[TRUNCATED] = _count(stats_name, "words_without_label_position", lost)
         return out
+
+    return dataset.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
+
+
+# Heads whose label belongs to the whole example: reading its ids backward keeps the label.
+REVERSIBLE_HEADS = ("classification", "regression")
+
+
+def reverse_documents(dataset: tf.data.Dataset, head: str, *, name: str = "") -> tf.data.Dataset:
+    """Every example's sequence features (``input_ids``, ``segment_ids``, ``input_mask``
+    when present) reversed, before the converter pads them: the padding stays at the end,
+    so ``input_mask`` and the classifier's pooling read the same valid ids, right to left
+    (ULMFiT's backward classifier). What truncation kept is reversed, so the forward and
+    the backward model see the same ids. Only for document-level labels
+    (``REVERSIBLE_HEADS``); meant for ids without special tokens (``encode_document``)."""
+    if head not in REVERSIBLE_HEADS:
+        raise ValueError(f"Task {name!r} has a {head!r} head, whose labels are tied to "
+                         f"positions; reading it backward (reverse=True) is supported for "
+                         f"{list(REVERSIBLE_HEADS)} heads only: set DataConfig.reverse = False.")
+    keys = (INPUT_IDS, SEGMENT_IDS, INPUT_MASK)
+
+    def fn(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        return {k: (tf.reverse(v, [0]) if k in keys else v) for k, v in ex.items()}
 
     return dataset.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 

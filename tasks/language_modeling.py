@@ -21,6 +21,14 @@ weight 0 by seqio's ``DecoderFeatureConverter``) unless ``drop_remainder=True``,
 drops it and counts its ids. So every id of the text is trained on exactly once per epoch,
 predicted from the ids before it in its chunk (the first from the start id 0).
 
+BPTT streams for AWD-LSTM / ULMFiT (``bptt_stream_dataset``, ``tasks.get_dataset(bptt=...)``)
+read each document whole instead of in chunks and lay the documents end to end in
+``batch_size`` rows that continue each other from batch to batch. With ``reverse`` (ULMFiT's
+backward LM; ``DataConfig.reverse``) every document's ids are reversed first
+(``reverse_document``: the ids before its closing EOS right to left, the EOS still last, so
+it still separates the documents), then streamed and windowed exactly as forward: row r of
+batch k + 1 still continues row r of batch k, so the carried hidden state stays right.
+
 Counters (``tasks.get_stats(name)``, from ``tasks.preprocessors.STATS``): ``documents``,
 ``empty_documents`` (skipped), ``tokens`` (ids incl. EOS), ``chunks``, ``partial_chunks``
 (kept short last chunks), ``remainder_chunks_dropped`` / ``remainder_tokens_dropped``
@@ -186,6 +194,17 @@ def bptt_lengths(total: int, bptt: int, max_length: int, rng: np.random.Generato
     return lengths
 
 
+def reverse_document(ids: np.ndarray, eos_id: int | None) -> np.ndarray:
+    """A document's ids read right to left (the backward LM's text): everything before a
+    closing ``eos_id`` reversed, that EOS kept last (the separator between documents;
+    lm1b's sentence groups end in EOS after every sentence, so each reversed sentence is
+    again followed by one). A document without a closing EOS is reversed whole."""
+    ids = np.asarray(ids)
+    if eos_id is not None and len(ids) and ids[-1] == eos_id:
+        return np.concatenate([ids[-2::-1], ids[-1:]])
+    return ids[::-1].copy()
+
+
 def bptt_stream_batches(documents: list[np.ndarray], batch_size: int, bptt: int,
                         max_length: int, rng: np.random.Generator | None, *,
                         shuffle: bool, stats_name: str) -> dict[str, np.ndarray]:
@@ -229,12 +248,14 @@ def bptt_stream_batches(documents: list[np.ndarray], batch_size: int, bptt: int,
 
 def bptt_stream_dataset(provider: seqio.Task, *, split: str, batch_size: int, bptt: int,
                         max_length: int, seed: int, shuffle: bool, shard_index: int = 0,
-                        num_shards: int = 1, num_epochs: int | None = None
-                        ) -> tf.data.Dataset:
+                        num_shards: int = 1, num_epochs: int | None = None,
+                        reverse: bool = False) -> tf.data.Dataset:
     """Batches of :func:`bptt_stream_batches` for a decoder-only LM task, epoch after
     epoch (``num_epochs`` None: forever), each epoch's document order and window lengths
     drawn from ``(seed, shard_index, epoch)``; windows vary only when ``shuffle``
-    (training). The split's documents of this shard are read into memory once.
+    (training). The split's documents of this shard are read into memory once; with
+    ``reverse`` each one is reversed (``reverse_document``) before it is streamed, the
+    backward LM's data (same seed: the same document order and windows as forward).
     Checkpointable like every other pipeline (the epoch index is the iterator state)."""
     if not 0 < bptt <= max_length:
         raise ValueError(f"bptt={bptt} must be in (0, targets_length={max_length}].")
@@ -243,6 +264,9 @@ def bptt_stream_dataset(provider: seqio.Task, *, split: str, batch_size: int, bp
         seed=seed, num_epochs=1,
         shard_info=seqio.ShardInfo(shard_index, num_shards) if num_shards > 1 else None)
     documents = [np.asarray(ex["targets"], np.int32) for ex in whole.as_numpy_iterator()]
+    if reverse:
+        eos = provider.output_features["targets"].vocabulary.eos_id
+        documents = [reverse_document(d, eos) for d in documents]
     name = provider.name
 
     def epoch(e: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -26,6 +26,10 @@ for ULMFiT `lm_gcide8k` and `lm_austen_novels_gcide8k` (`data/vocab/spm_gcide_8k
 for ELMo `bilm_austen_words` (word-level biLM, one sentence per example, `tasks/bilm.py`,
 `data/vocab/austen_words`: 7,944 words of the train split seen >= 3 times).
 
+Word-level NER for the TagLM / ELMo taggers (`tasks/tagging.py`): the shipped
+`ner_austen` (`data/ner/austen`), `ner_austen_unk_classes`, `ner_austen_vectors`
+(`data/vectors`), and TFDS `conll2003_ner_words` / `conll2003_ner_words_unk_classes`.
+
 TFDS tasks read from `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`) and stop with a
 `DatasetNotPreparedError` naming the `tfds build` command when the data is absent.
 Register tasks of your own with `tasks.pretraining.register_text_corpus_task` or
@@ -38,7 +42,17 @@ import os
 
 import seqio
 
-from tasks import bilm, conll, glue, imdb, language_modeling, pretraining, squad, translation
+from tasks import (
+    bilm,
+    conll,
+    glue,
+    imdb,
+    language_modeling,
+    pretraining,
+    squad,
+    tagging,
+    translation,
+)
 from tasks.word_vocab import WordVocabulary
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
@@ -51,6 +65,7 @@ WMT_SPM = {"de": os.path.join(DATA_DIR, "vocab", "spm_wmt14_en_de_32k", "spm.mod
            "fr": os.path.join(DATA_DIR, "vocab", "spm_wmt14_en_fr_32k", "spm.model")}
 BERT_UNCASED_VOCAB = os.path.join(DATA_DIR, "vocab", "bert_uncased", "vocab.txt")
 AUSTEN_WORDS_VOCAB = os.path.join(DATA_DIR, "vocab", "austen_words", "vocab.txt")
+WORD_VECTORS = os.path.join(DATA_DIR, "vectors", "ppmi_svd_50d.txt.gz")
 
 
 def register_all(tfds_data_dir: str | None = None) -> list[str]:
@@ -97,6 +112,9 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
         translation.register_tsv_translation_task(
             "translate_en_de_debian_l10n", os.path.join(PARALLEL_DIR, "en-de"), en_de,
             "en", "de"),
+        translation.register_word_source_translation_task(  # CoVe's word-level source
+            "translate_en_de_debian_l10n_cove", os.path.join(PARALLEL_DIR, "en-de"),
+            WORD_VECTORS, en_de, "en", "de"),
         *(translation.register_wmt_task(
             f"wmt14_translate_en_{lang}", f"wmt14_translate/{lang}-en:1.0.0",
             seqio.SentencePieceVocabulary(WMT_SPM[lang]), "en", lang, tfds_data_dir)
@@ -114,8 +132,11 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
     # ELMo's word-level biLM task (tasks/bilm.py): one sentence per example.
     bilm_task = bilm.register_corpus_bilm_task(
         "bilm_austen_words", AUSTEN_CORPUS, WordVocabulary.load(AUSTEN_WORDS_VOCAB))
+    # Word-level NER for the TagLM / ELMo taggers (tasks/tagging.py).
+    tagging_names = tagging.register_austen_ner(DATA_DIR, WORD_VECTORS)
+    tagging_names += tagging.register_conll2003_words(tfds_data_dir)
     return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names, *lm_names,
-                                        bilm_task.name]
+                                        bilm_task.name, *tagging_names]
 
 
 NAMES = register_all()

@@ -154,3 +154,171 @@ def register_wmt_task(name: str, tfds_name: str, vocab: seqio.Vocabulary, source
     return _add(name, source=PreparedTfdsDataSource(tfds_name, tfds_data_dir=tfds_data_dir),
                 preprocessors=[select, *_preprocessors(name)],
                 output_features=output_features(vocab))
+
+
+# ---------------------------------------------------------------------------------------
+# CoVe (McCann et al., 2017, "Learned in Translation: Contextualized Word Vectors"): the
+# MT-LSTM reads fixed pretrained word vectors, so its source side is words, not pieces.
+
+from tasks.word_vocab import PAD, UNK, WordVocabulary, load_vectors  # noqa: E402
+
+
+@functools.lru_cache(maxsize=4)
+def _vector_words(vectors_path: str) -> tuple[WordVocabulary, np.ndarray]:
+    vectors = load_vectors(vectors_path)
+    upper = [w for w in vectors.words if w != w.lower()]
+    if upper:
+        raise ValueError(
+            f"{vectors_path}: {len(upper)} word(s) with upper-case letters (e.g. {upper[:3]}); "
+            "the word-level source is lower-cased, so such vectors could never be looked up. "
+            "Use lower-cased vectors (GloVe 6B style).")
+    vocab = WordVocabulary([PAD, UNK, *vectors.words], lower=True)
+    table = np.concatenate([np.zeros((2, vectors.dim), np.float32), vectors.vectors])
+    return vocab, table
+
+
+def vector_vocabulary(vectors_path: str) -> WordVocabulary:
+    """The lower-cased word vocabulary of a word-vector file: 0 ``<PAD>``, 1 ``<UNK>``, then
+    the file's words in file order, so id ``i >= 2`` is the file's vector row ``i - 2``."""
+    return _vector_words(os.path.abspath(vectors_path))[0]
+
+
+def vector_table(vectors_path: str) -> np.ndarray:
+    """float32 ``[2 + words, dim]``: the vectors of ``vector_vocabulary(vectors_path)``'s ids;
+    ``<PAD>`` and ``<UNK>`` are zero rows (torchtext's GloVe gives unknown words zeros, as
+    CoVe's released code does)."""
+    return _vector_words(os.path.abspath(vectors_path))[1]
+
+
+def encode_words(sentence: str, vocab: WordVocabulary) -> list[int]:
+    """Word ids of a sentence: ``tasks.bilm.tokenize``, lower-cased, unknown words ``<UNK>``."""
+    from tasks.bilm import tokenize
+
+    return vocab.encode([w.lower() for w in tokenize(sentence)])
+
+
+class VectorWordVocabulary(seqio.PassThroughVocabulary):
+    """The seqio face of ``vector_vocabulary(vectors_path)`` (read on first use, so that
+    registering a task reads no file): ``vocab_size``, ``tokens``, ``pad_id``, ``word_vocab``;
+    ids pass through unchanged (the task encodes the words itself)."""
+
+    def __init__(self, vectors_path: str):
+        self.vectors_path = os.path.abspath(vectors_path)
+        super().__init__(size=-1)
+
+    @property
+    def word_vocab(self) -> WordVocabulary:
+        return vector_vocabulary(self.vectors_path)
+
+    @property
+    def _base_vocab_size(self) -> int:
+        return len(self.word_vocab)
+
+    @property
+    def size(self) -> int:
+        return self._base_vocab_size
+
+    @property
+    def tokens(self) -> tuple[str, ...]:
+        return self.word_vocab.tokens
+
+    @property
+    def pad_id(self) -> int:
+        return 0
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, VectorWordVocabulary)
+                and other.vectors_path == self.vectors_path)
+
+    def __hash__(self) -> int:
+        return hash(self.vectors_path)
+
+    def __str__(self) -> str:
+        return f"VectorWordVocabulary({self.vectors_path})"
+
+
+@functools.lru_cache(maxsize=16)
+def _encoded_word_source(path: str, source: str, target: str, vectors_path: str
+                         ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], dict]:
+    """(flat source word ids, row splits, target strings, source coverage) of one file."""
+    from absl import logging
+
+    from tasks.bilm import tokenize
+
+    sources, targets = read_parallel_tsv(path, source, target)
+    vocab = vector_vocabulary(vectors_path)
+    words = [[w.lower() for w in tokenize(s)] for s in sources]
+    ids = [i for sentence in words for i in vocab.encode(sentence)]
+    splits = np.cumsum([0, *map(len, words)])
+    coverage = vocab.coverage(words)
+    logging.info("%s: %d source tokens, %d (%.1f%%) outside the word vectors (-> <UNK>); "
+                 "%d of %d word types", path, coverage["tokens"], coverage["unknown_tokens"],
+                 100 * coverage["unknown_rate"], coverage["unknown_types"], coverage["types"])
+    return np.asarray(ids, np.int32), splits.astype(np.int64), tuple(targets), coverage
+
+
+_WORD_SOURCE_TASKS: dict[str, tuple[str, str, str, str]] = {}
+
+
+def register_word_source_translation_task(name: str, directory: str, vectors_path: str,
+                                          vocab: seqio.Vocabulary, source: str, target: str
+                                          ) -> seqio.Task:
+    """A TSV corpus as ``register_tsv_translation_task`` reads it, with a word-level source
+    for CoVe's MT-LSTM: ``inputs`` = ``encode_words`` ids into
+    ``vector_vocabulary(vectors_path)`` (no EOS), ``targets`` = ``vocab`` ids + EOS. The
+    share of source tokens without a vector is logged when a split is first read and
+    returned by ``source_coverage(name, split)``; cut sequences are counted as in the
+    other translation tasks (``tasks.get_stats(name)``)."""
+    vectors_path = os.path.abspath(vectors_path)
+    counts = {}
+    for split in SPLITS:
+        path = os.path.join(directory, f"{split}.tsv")
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                counts[split] = sum(1 for _ in f) - 1
+
+    def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
+                   ) -> tf.data.Dataset:
+        ids, row_splits, targets, _ = _encoded_word_source(
+            os.path.join(directory, f"{split}.tsv"), source, target, vectors_path)
+        ds = tf.data.Dataset.from_tensor_slices({
+            "inputs": tf.RaggedTensor.from_row_splits(ids, row_splits),
+            "targets": tf.constant(targets)})
+        if shuffle_files:
+            ds = ds.shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
+        return ds
+
+    _WORD_SOURCE_TASKS[name] = (directory, source, target, vectors_path)
+    features = {"inputs": seqio.Feature(VectorWordVocabulary(vectors_path), add_eos=False),
+                "targets": seqio.Feature(vocab, add_eos=True)}
+    return _add(name, source=seqio.FunctionDataSource(dataset_fn, splits=SPLITS,
+                                                      num_input_examples=counts or None),
+                preprocessors=_preprocessors(name), output_features=features,
+                shuffle_buffer_size=20_000)
+
+
+def source_coverage(task: str, split: str) -> dict:
+    """How much of a word-source task's split the word vectors cover
+    (``WordVocabulary.coverage``: tokens, unknown_tokens, unknown_rate, types,
+    unknown_types), over the whole split, before any cut."""
+    import tasks
+
+    tasks._provider(task)  # registers the named tasks
+    if task not in _WORD_SOURCE_TASKS:
+        raise ValueError(f"{task!r} has no word-level source; word-source tasks: "
+                         f"{sorted(_WORD_SOURCE_TASKS)}.")
+    directory, source, target, vectors_path = _WORD_SOURCE_TASKS[task]
+    return dict(_encoded_word_source(os.path.join(directory, f"{split}.tsv"), source, target,
+                                     vectors_path)[3])
+
+
+def source_word_vectors(task: str) -> np.ndarray:
+    """The fixed word-vector table of a word-source task's ``inputs`` ids (``vector_table``),
+    for ``models.cove.CoVeTranslationModel.word_vectors``."""
+    import tasks
+
+    tasks._provider(task)
+    if task not in _WORD_SOURCE_TASKS:
+        raise ValueError(f"{task!r} has no word-level source; word-source tasks: "
+                         f"{sorted(_WORD_SOURCE_TASKS)}.")
+    return vector_table(_WORD_SOURCE_TASKS[task][3])

@@ -1,4 +1,5 @@
-"""Launching real `python -m pretrain_lm.train` processes from tests.
+"""Launching real `python -m pretrain_lm.train` processes from tests (and, for the cheaper
+cases, the same training in the test process: ``train_in_process``).
 
 ``STOPPING_LAUNCHER`` runs the real entry point with ``Checkpointer.save`` (called after
 every step) patched to stop the process at step ``STOP_AT_STEP`` -- no test hooks live in
@@ -55,3 +56,21 @@ def read_metrics(model_dir: str, kind: str = "train", key: str = "loss") -> dict
     steps = [r["step"] for r in records]
     assert len(steps) == len(set(steps)), f"a step was logged twice: {steps}"
     return {r["step"]: r[key] for r in records}
+
+
+def train_in_process(gin_files: list[str], bindings: list[str]) -> dict:
+    """``python -m pretrain_lm.train`` without the process: parses the gin files and
+    bindings, writes ``MODEL_DIR/config.gin`` as the entry point does (what
+    ``pretrain_lm.ensemble`` rebuilds a run from) and trains; the gin config is cleared
+    before and after."""
+    import gin
+
+    from pretrain_lm import gin_utils, trainer
+
+    gin.clear_config()
+    try:
+        gin_utils.parse(gin_files, bindings)
+        gin_utils.write_config(gin_utils.macro("MODEL_DIR"))
+        return gin.get_configurable(trainer.train)()
+    finally:
+        gin.clear_config()

@@ -96,7 +96,10 @@ def test_every_demo_and_run_file_configures_a_complete_training_job(repo_root):
         assert {"model", "train_data", "eval_data", "optimizer", "partitioner"} <= set(bound)
         assert ("train_steps" in bound) != ("train_epochs" in bound), path
         task_vocab = tasks.get_vocabulary(gin_utils.macro("MIXTURE_OR_TASK_NAME")).vocab_size
-        assert gin_utils.macro("VOCAB_SIZE") == task_vocab, path
+        vocab_size = gin_utils.macro("VOCAB_SIZE")
+        if isinstance(vocab_size, gin.config.ConfigurableReference):  # read from the task
+            vocab_size = vocab_size.scoped_configurable_fn()
+        assert vocab_size == task_vocab, path
 
 
 @pytest.mark.parametrize("size, slice_, devices", [("base", "4x4", 16), ("large", "8x8", 64)])
@@ -120,18 +123,26 @@ def test_pod_runs_follow_the_paper_schedule(repo_root, size, slice_, devices):
     assert gin_utils.macro("PHASE1_MODEL_DIR") == "/m"
 
 
+@pytest.mark.parametrize("backward", [False, True])
 @pytest.mark.parametrize("stage, bindings", [
     ("1_lm_lm1b", []),
     ("2_lm_imdb", ["GENERAL_LM_DIR = '/general'"]),
     ("3_classifier", ["ENCODER_DIR = '/encoder'"]),
 ])
-def test_ulmfit_imdb_runs_hold_the_paper_setting(stage, bindings):
+def test_ulmfit_imdb_runs_hold_the_paper_setting(stage, bindings, backward):
     """The paper's AWD-LSTM (400 / 3 x 1150), BPTT 70, Adam (0.7, 0.99), the slanted
     triangular LR (cut_frac 0.1, ratio 32) and, after stage 1, discriminative LRs (2.6);
-    the model embeds exactly the task's vocabulary."""
+    the model embeds exactly the task's vocabulary. The ``_bwd`` files are the same runs
+    reading every document backward (training and evaluation)."""
     import tasks
 
-    gin_utils.parse([f"runs/ulmfit_imdb_{stage}.gin"], ["MODEL_DIR = '/m'", *bindings])
+    suffix = "_bwd" if backward else ""
+    gin_utils.parse([f"runs/ulmfit_imdb_{stage}{suffix}.gin"],
+                    ["MODEL_DIR = '/m'", *bindings])
+    from pretrain_lm import trainer
+
+    bound = gin.get_bindings(gin.get_configurable(trainer.train))
+    assert bound["train_data"].reverse is bound["eval_data"].reverse is backward
     model = gin.query_parameter("%MODEL").scoped_configurable_fn()
     cfg = model.config
     assert (cfg.embed_dim, cfg.hidden_size, cfg.num_layers) == (400, 1150, 3)

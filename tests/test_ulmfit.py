@@ -14,12 +14,10 @@ import collections
 import json
 import os
 
-import gin
 import jax
 import numpy as np
 import pytest
-
-from pretrain_lm import gin_utils
+from launch import train_in_process
 
 COMMON = ["trainer.train.progress_bar = False", "trainer.train.log_every = 50",
           "partitioning.Partitioner.num_devices = 1"]
@@ -27,14 +25,7 @@ SMALL = ["HIDDEN_SIZE = 128", *COMMON]
 
 
 def _train(gin_file: str, bindings: list[str], common: list[str] = COMMON) -> dict:
-    from pretrain_lm import trainer
-
-    gin.clear_config()
-    try:
-        gin_utils.parse([gin_file], [*common, *bindings])
-        return gin.get_configurable(trainer.train)()
-    finally:
-        gin.clear_config()
+    return train_in_process([gin_file], [*common, *bindings])
 
 
 def _eval_history(model_dir: str) -> dict[int, dict]:
