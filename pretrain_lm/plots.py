@@ -36,6 +36,9 @@ def plot_learning_curves(model_dir: str, metrics: Sequence[str] = DEFAULT_METRIC
 
     runs = {split: read_metrics(os.path.join(model_dir, split, "metrics.jsonl"))
             for split in ("train", "eval")}
+    if runs["eval"]:  # one split: a relaunch may have evaluated another one
+        first_split = runs["eval"][0].get("split")
+        runs["eval"] = [r for r in runs["eval"] if r.get("split") == first_split]
     present = [m for m in metrics if any(m in r for rs in runs.values() for r in rs)]
     if not present:
         raise ValueError(f"No metrics {list(metrics)} in {model_dir}/{{train,eval}}/"

@@ -328,8 +328,10 @@ def train(
         eval_writer.write_scalars(step, results)
         eval_writer.flush()
         if is_chief:
+            # The split is recorded: a finished run relaunched on another split
+            # appends its result under the same step.
             _append_jsonl(os.path.join(model_dir, "eval", "metrics.jsonl"),
-                          {"step": step, **results})
+                          {"step": step, "split": eval_data.split, **results})
         logging.info("eval @ step %d: %s", step, _fmt(results))
         return {f"eval/{k}": v for k, v in results.items()}
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import functools
 import os
 
+import numpy as np
 import seqio
 import tensorflow as tf
 
@@ -123,15 +124,33 @@ def read_labelled_tsv(path: str, label_names: tuple[str, ...]) -> tuple[list[str
     return sentences, labels
 
 
+def train_subset(num_sentences: int, size: int) -> np.ndarray:
+    """Indices of the ``train_<size>`` split: ``size`` of the ``num_sentences`` training
+    sentences drawn without replacement (fixed seed), in file order. A smaller subset is
+    part of every larger one (sample-efficiency curves grow one labelled set)."""
+    if not 0 < size <= num_sentences:
+        raise ValueError(f"train_{size}: the train split has {num_sentences} sentences; "
+                         f"choose a subset size in [1, {num_sentences}].")
+    return np.sort(np.random.default_rng(0).permutation(num_sentences)[:size])
+
+
 def register_labelled_tsv_task(name: str, directory: str, vocab: seqio.Vocabulary,
-                               label_names: tuple[str, ...]) -> seqio.Task:
+                               label_names: tuple[str, ...],
+                               train_subsets: tuple[int, ...] = ()) -> seqio.Task:
     """A single-sentence classification task from ``{train,validation,test}.tsv``:
     ``[CLS] sentence [SEP]`` with a WordPiece vocabulary, the bare ids with another one
-    (e.g. sentencepiece, for ULMFiT's classifier)."""
+    (e.g. sentencepiece, for ULMFiT's classifier).
+
+    ``train_subsets`` adds splits ``train_<n>``: n training sentences (``train_subset``),
+    for learning curves over the number of labelled examples."""
 
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None) -> tf.data.Dataset:
-        sentences, labels = read_labelled_tsv(os.path.join(directory, f"{split}.tsv"),
+        base, _, size = split.partition("_")
+        sentences, labels = read_labelled_tsv(os.path.join(directory, f"{base}.tsv"),
                                               label_names)
+        if size:
+            keep = train_subset(len(sentences), int(size))
+            sentences, labels = [sentences[i] for i in keep], [labels[i] for i in keep]
         ds = tf.data.Dataset.from_tensor_slices(
             {"sentence": sentences, "label": labels,
              "idx": tf.range(len(sentences), dtype=tf.int32)})
@@ -146,6 +165,12 @@ def register_labelled_tsv_task(name: str, directory: str, vocab: seqio.Vocabular
         if os.path.exists(path):
             with open(path, "rb") as f:
                 counts[split] = sum(1 for _ in f) - 1  # the header
+    for size in train_subsets:
+        if size > counts.get("train", size):
+            raise ValueError(f"{name}: train_{size} asks for more than the "
+                             f"{counts['train']} training sentences.")
+        counts[f"train_{size}"] = size
+    splits += tuple(f"train_{size}" for size in train_subsets)
     return ft.add_task(
         name,
         ft.TaskSpec("classification", label_names, metrics.accuracy, "accuracy"),

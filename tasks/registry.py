@@ -15,7 +15,9 @@ Fine-tuning (BERT's uncased vocabulary): `glue_<task>_bert_uncased` for every GL
 (`tasks/glue.py`), `squad_v1_bert_uncased` / `squad_v2_bert_uncased` (`tasks/squad.py`),
 `conll2003_ner_bert_uncased` (`tasks/conll.py`), and the shipped
 `austen_novels_bert_uncased` (sentence -> which of Austen's six novels), and
-`austen_novels_gcide8k` (the same over the GCIDE BPE vocabulary, for ULMFiT's classifier);
+`austen_novels_gcide8k` (the same over the GCIDE BPE vocabulary, for ULMFiT's classifier,
+with `train_100` / `train_300` / `train_1000` subsets of its training split),
+`austen_novels_austen_uncased` (over the Austen WordPiece vocabulary of the BERT demo);
 `imdb_reviews_gcide8k` / `lm_imdb_reviews_gcide8k` (TFDS IMDb, `tasks/imdb.py`).
 
 Translation: `translate_en_de_debian_l10n` (shipped, `data/parallel/en-de`), TFDS
@@ -66,6 +68,8 @@ WMT_SPM = {"de": os.path.join(DATA_DIR, "vocab", "spm_wmt14_en_de_32k", "spm.mod
 BERT_UNCASED_VOCAB = os.path.join(DATA_DIR, "vocab", "bert_uncased", "vocab.txt")
 AUSTEN_WORDS_VOCAB = os.path.join(DATA_DIR, "vocab", "austen_words", "vocab.txt")
 WORD_VECTORS = os.path.join(DATA_DIR, "vectors", "ppmi_svd_50d.txt.gz")
+# ``train_<n>`` splits of the novel task: ULMFiT's sample-efficiency curve.
+AUSTEN_NOVELS_TRAIN_SUBSETS = (100, 300, 1000)
 
 
 def register_all(tfds_data_dir: str | None = None) -> list[str]:
@@ -105,6 +109,9 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
         glue.register_labelled_tsv_task(
             "austen_novels_gcide8k", AUSTEN_NOVELS_DIR,
             seqio.SentencePieceVocabulary(os.path.join(DATA_DIR, language_modeling.GCIDE_SPM)),
+            glue.AUSTEN_NOVELS, train_subsets=AUSTEN_NOVELS_TRAIN_SUBSETS),
+        glue.register_labelled_tsv_task(  # for BERT models pre-trained on austen.txt
+            "austen_novels_austen_uncased", AUSTEN_NOVELS_DIR, austen_vocab,
             glue.AUSTEN_NOVELS),
     ]
     en_de = seqio.SentencePieceVocabulary(SPM_EN_DE)

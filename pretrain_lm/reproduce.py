@@ -1,0 +1,609 @@
+r"""Reproduce the papers' tables: our numbers beside the papers', with plots.
+
+    python -m pretrain_lm.reproduce --list
+    python -m pretrain_lm.reproduce TABLE [TABLE ...] [--scale=demo|full] \
+      [--model_dir=ROOT] [--results_dir=results/reproduce] [--dry_run] [--gin.X=V ...]
+
+Each table lives in ``data/paper_tables.json``: its rows carry the paper's number with its
+source (paper, table, row; ``check`` says how it was verified: V-code / V-text / V-2src, or
+R = not yet checked against the PDF) and, per scale, the run that measures our side. The
+runs are gin runs of one *run group* (a root folder of model dirs): ``pretrain_lm.train``
+with the group's gin files plus the run's bindings, ``--results_json`` beside the
+checkpoints, or ``pretrain_lm.ensemble`` over other runs. A binding ``'{run:ID}'`` is the
+model dir of run ID of the group, which then runs first (ULMFiT's three stages, the biLM
+under TagLM, BERT pre-training under fine-tuning). Runs with ``seeds`` run once per seed
+(``SEED`` macro); a row's value is then their mean ± sample standard deviation.
+
+A run that already has its results is not run again, so rerunning a table only fills in
+what is missing, and tables that share a group (TagLM and ELMo, the two Transformer tables)
+share runs. ``--gin.X=V`` is added to every training run (e.g. tiny budgets).
+
+Written to ``RESULTS_DIR/SCALE/``: ``TABLE.md`` (paper | ours | run, the exact commands,
+and for each ablation direction the paper states whether ours agrees, disagrees or is
+within seed noise), ``TABLE.json`` and ``TABLE*.png`` (paper and ours side by side, the
+ULMFiT sample-efficiency curve, ELMo's learned layer weights). At demo scale the absolute
+numbers are not the papers' (other data, tiny models): the directions are what to compare.
+``--scale full`` holds the paper-setting runs (for a pod slice; the real datasets must be
+prepared with ``tfds build``: a run without them stops with the command to run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import re
+import shlex
+import statistics
+import subprocess
+import sys
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TABLES_FILE = os.path.join(ROOT, "data", "paper_tables.json")
+SCALES = ("demo", "full")
+CHECKS = ("V-code", "V-text", "V-2src", "R")
+_RUN_REF = re.compile(r"\{run:([A-Za-z0-9_.-]+)\}")
+
+
+class TablesError(ValueError):
+    """``data/paper_tables.json`` is malformed; the message names the entry."""
+
+
+class RunFailedError(RuntimeError):
+    """A run of a table failed; the message names the command and its log."""
+
+
+# ---------------------------------------------------------------------------------------
+# The data file.
+
+
+def load_tables(path: str = TABLES_FILE) -> dict[str, Any]:
+    """Reads and checks the data file: every row has a label, a paper number (or null), a
+    source and a check mark; every run a row or a binding names exists in its group;
+    every direction names rows of its table."""
+    with open(path, encoding="utf-8") as f:
+        doc = json.load(f)
+    groups, tables = doc.get("run_groups"), doc.get("tables")
+    if not isinstance(groups, dict) or not isinstance(tables, dict):
+        raise TablesError(f"{path}: expected top-level 'run_groups' and 'tables' objects.")
+    for name, group in groups.items():
+        if group.get("scale") not in SCALES or not group.get("root"):
+            raise TablesError(f"{path}: run group {name!r} needs 'scale' (one of {SCALES}) "
+                              "and 'root'.")
+        for run_id, run in group.get("runs", {}).items():
+            for ref in _references(run, run_id):
+                if ref not in group["runs"]:
+                    raise TablesError(f"{path}: run {name}/{run_id} refers to run {ref!r}, "
+                                      f"which group {name!r} does not define.")
+    for name, table in tables.items():
+        for key in ("title", "paper", "paper_metric", "rows", "demo", "full"):
+            if key not in table:
+                raise TablesError(f"{path}: table {name!r} has no {key!r}.")
+        ids = [row.get("id") for row in table["rows"]]
+        if len(set(ids)) != len(ids):
+            raise TablesError(f"{path}: table {name!r} repeats a row id: {ids}.")
+        for row in table["rows"]:
+            where = f"{path}: table {name!r} row {row.get('id')!r}"
+            if not row.get("label") or not row.get("source"):
+                raise TablesError(f"{where} needs a 'label' and a 'source'.")
+            if row.get("check") not in CHECKS:
+                raise TablesError(f"{where}: 'check' must be one of {CHECKS}.")
+            if row["paper"] is not None and not isinstance(row["paper"], int | float):
+                raise TablesError(f"{where}: 'paper' must be a number or null.")
+            for scale in SCALES:
+                spec = table[scale]
+                if row.get(scale) is None or "unavailable" in spec:
+                    continue
+                group = groups.get(spec.get("group"))
+                if group is None or group["scale"] != scale:
+                    raise TablesError(f"{path}: table {name!r} {scale} names run group "
+                                      f"{spec.get('group')!r}, not a {scale}-scale group.")
+                run_id = _row_run(row, scale)["run"]
+                if run_id not in group["runs"]:
+                    raise TablesError(f"{where}: {scale} run {run_id!r} is not in group "
+                                      f"{spec['group']!r}.")
+            if all(row.get(s) is None for s in SCALES) and not row.get("missing") and not all(
+                    "unavailable" in table[s] for s in SCALES):
+                raise TablesError(f"{where} has no run at any scale: say why ('missing').")
+        for direction in table.get("directions", []):
+            named = direction.get("similar") or [direction.get("better"),
+                                                 direction.get("worse")]
+            if any(n not in ids for n in named) or not direction.get("claim"):
+                raise TablesError(f"{path}: table {name!r} direction {direction} must name "
+                                  f"two of its rows {ids} and give a 'claim'.")
+    return doc
+
+
+def _references(run: Mapping[str, Any], run_id: str) -> list[str]:
+    refs = list(run.get("members", []))
+    for value in run.get("bindings", {}).values():
+        if isinstance(value, str):
+            refs += _RUN_REF.findall(value)
+    if run_id in refs:
+        raise TablesError(f"run {run_id!r} refers to itself.")
+    return refs
+
+
+def _row_run(row: Mapping[str, Any], scale: str) -> dict[str, Any]:
+    """A row's run at ``scale`` as ``{"run": id, "metric": ..., "factor": ...}``."""
+    spec = row[scale]
+    return {"run": spec} if isinstance(spec, str) else dict(spec)
+
+
+def gin_literal(value: Any) -> str:
+    """A JSON binding value as gin text: strings are gin already (``"'none'"``)."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool):
+        return str(value)
+    if isinstance(value, int | float):
+        return repr(value)
+    raise TablesError(f"binding value {value!r}: use a number, true/false, null or gin text.")
+
+
+def list_tables(doc: Mapping[str, Any]) -> str:
+    """One line per table: name, title and which scales can run."""
+    lines = []
+    for name, table in doc["tables"].items():
+        scales = [s for s in SCALES if "unavailable" not in table[s]]
+        lines.append(f"{name:26s} {table['title']}  [runs at: {', '.join(scales) or 'none'}]")
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------
+# Runs.
+
+
+@dataclasses.dataclass
+class GroupRunner:
+    """Runs (or finds) the runs of one group under ``root``.
+
+    Args:
+      name: the group's name in the data file; ``group`` its entry.
+      root: folder of the group's model dirs (default: the group's ``root``).
+      extra_bindings: gin bindings added last to every training run.
+      dry_run: print the commands, run nothing.
+      log: where progress lines go.
+    """
+
+    name: str
+    group: Mapping[str, Any]
+    root: str
+    extra_bindings: Sequence[str] = ()
+    dry_run: bool = False
+    log: Callable[[str], None] = print
+    commands: dict[str, list[str]] = dataclasses.field(default_factory=dict)
+    _done: set[str] = dataclasses.field(default_factory=set)
+
+    def spec(self, run_id: str) -> Mapping[str, Any]:
+        return self.group["runs"][run_id]
+
+    def model_dirs(self, run_id: str) -> list[str]:
+        """The run's model dir, one per seed for a seeded run."""
+        base = os.path.join(self.root, run_id)
+        seeds = self.spec(run_id).get("seeds")
+        return [f"{base}-seed_{s}" for s in seeds] if seeds else [base]
+
+    def _bindings(self, run_id: str, seed: int | None, model_dir: str) -> list[str]:
+        values = {**self.group.get("bindings", {}), **self.spec(run_id).get("bindings", {})}
+        out = []
+        for key, value in values.items():
+            text = gin_literal(value)
+            text = _RUN_REF.sub(lambda m: self.model_dirs(m.group(1))[0], text)
+            out.append(f"{key} = {text}")
+        if seed is not None:
+            out.append(f"{self.group.get('seed_macro', 'SEED')} = {seed}")
+        out.append(f"MODEL_DIR = {model_dir!r}")
+        return out + list(self.extra_bindings)
+
+    def command(self, run_id: str, index: int = 0) -> list[str]:
+        """The exact command line that makes the ``index``-th model dir of ``run_id``."""
+        spec = self.spec(run_id)
+        model_dir = self.model_dirs(run_id)[index]
+        if spec.get("kind") == "ensemble":
+            members = [self.model_dirs(m)[0] for m in spec["members"]]
+            return ["python", "-m", "pretrain_lm.ensemble",
+                    *[f"--model_dir={m}" for m in members],
+                    f"--split={spec.get('split', 'validation')}", f"--output_dir={model_dir}"]
+        gin_files = spec.get("gin_file", self.group.get("gin_file"))
+        if not gin_files:
+            raise TablesError(f"run {self.name}/{run_id} has no gin_file (nor its group).")
+        seeds = spec.get("seeds")
+        return ["python", "-m", "pretrain_lm.train",
+                *[f"--gin_file={g}" for g in gin_files],
+                *[f"--gin_bindings={b}" for b in self._bindings(
+                    run_id, seeds[index] if seeds else None, model_dir)],
+                f"--results_json={os.path.join(model_dir, 'results.json')}"]
+
+    def results_path(self, run_id: str, model_dir: str) -> str:
+        spec = self.spec(run_id)
+        if spec.get("kind") == "ensemble":
+            return os.path.join(model_dir, f"ensemble_{spec.get('split', 'validation')}.json")
+        return os.path.join(model_dir, "results.json")
+
+    def ensure(self, run_id: str, _stack: tuple[str, ...] = ()) -> None:
+        """Runs ``run_id`` (its references first) unless its results exist."""
+        if run_id in _stack:
+            raise TablesError(f"run group {self.name}: runs refer to each other in a circle: "
+                              f"{' -> '.join((*_stack, run_id))}.")
+        if run_id in self._done:
+            return
+        for ref in _references(self.spec(run_id), run_id):
+            self.ensure(ref, (*_stack, run_id))
+        self._done.add(run_id)
+        for index, model_dir in enumerate(self.model_dirs(run_id)):
+            command = self.command(run_id, index)
+            self.commands[model_dir] = command
+            if os.path.exists(self.results_path(run_id, model_dir)):
+                continue
+            shown = " ".join(shlex.quote(c) for c in command)
+            self.log(f"[reproduce] {'would run' if self.dry_run else 'running'}: {shown}")
+            if self.dry_run:
+                continue
+            os.makedirs(model_dir, exist_ok=True)
+            log_path = os.path.join(model_dir, "reproduce.log")
+            with open(log_path, "w") as log:
+                code = subprocess.run([sys.executable, *command[1:]], stdout=log,
+                                      stderr=subprocess.STDOUT, cwd=ROOT).returncode
+            if code:
+                with open(log_path, errors="replace") as f:
+                    tail = "".join(f.readlines()[-15:])
+                raise RunFailedError(
+                    f"{shown}\nfailed with exit code {code}; its log is {log_path}:\n{tail}")
+
+    def value(self, run_id: str, metric: str) -> list[float] | None:
+        """The metric of every seed of ``run_id`` (None where results are missing)."""
+        values = []
+        for model_dir in self.model_dirs(run_id):
+            path = self.results_path(run_id, model_dir)
+            if not os.path.exists(path):
+                return None
+            with open(path) as f:
+                results = json.load(f)
+            if self.spec(run_id).get("kind") == "ensemble":
+                results = self._ensemble_metrics(run_id, results)
+            if metric not in results:
+                raise TablesError(f"{path} has no {metric!r}; it has {sorted(results)}.")
+            values.append(float(results[metric]))
+        return values
+
+    def _ensemble_metrics(self, run_id: str, results: Mapping[str, Any]) -> dict[str, float]:
+        """``pretrain_lm.ensemble``'s rows as ``{"<member>/<metric>": v, "ensemble/...": v}``."""
+        names = [*self.spec(run_id)["members"], "ensemble"]
+        return {f"{name}/{k}": v for name, row in zip(names, results["runs"], strict=True)
+                for k, v in row.items() if isinstance(v, int | float)}
+
+
+# ---------------------------------------------------------------------------------------
+# Tables.
+
+
+@dataclasses.dataclass
+class RowResult:
+    """One row: the paper's number and ours (mean, std over seeds, seed count)."""
+
+    id: str
+    label: str
+    paper: float | None
+    paper_std: float | None
+    source: str
+    check: str
+    ours: float | None = None
+    ours_std: float | None = None
+    seeds: int = 0
+    higher_is_better: bool = True
+    run: str | None = None
+    missing: str | None = None
+
+
+def group_root(group: Mapping[str, Any], name: str, root: str | None) -> str:
+    """Where a group's runs live: ``ROOT/<group>`` under ``--model_dir=ROOT``, else the
+    group's own ``root``."""
+    return os.path.join(root, name) if root else group["root"]
+
+
+def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
+              root: str | None = None, extra_bindings: Sequence[str] = (),
+              dry_run: bool = False, log: Callable[[str], None] = print
+              ) -> tuple[list[RowResult], dict[str, list[str]]]:
+    """Makes every run the table's rows need at ``scale``; returns the rows and the
+    command of every model dir involved."""
+    if name not in doc["tables"]:
+        raise TablesError(f"no table {name!r}; --list names them: {sorted(doc['tables'])}.")
+    table = doc["tables"][name]
+    spec = table[scale]
+    if "unavailable" in spec:
+        raise TablesError(f"table {name!r} does not run at --scale={scale}: "
+                          f"{spec['unavailable']}.")
+    group = doc["run_groups"][spec["group"]]
+    runner = GroupRunner(spec["group"], group, group_root(group, spec["group"], root),
+                         extra_bindings, dry_run, log)
+    rows = []
+    for row in table["rows"]:
+        hib = row.get("higher_is_better", spec.get("higher_is_better",
+                                                   table.get("higher_is_better", True)))
+        result = RowResult(row["id"], row["label"], row["paper"], row.get("paper_std"),
+                           row["source"], row["check"], higher_is_better=hib)
+        if row.get(scale) is None:
+            result.missing = row.get("missing", f"no run at {scale} scale")
+            rows.append(result)
+            continue
+        ref = _row_run(row, scale)
+        runner.ensure(ref["run"])
+        values = runner.value(ref["run"], ref.get("metric", spec.get("metric")))
+        result.run = ref["run"]
+        if values:
+            factor = ref.get("factor", spec.get("factor", 1))
+            values = [v * factor for v in values]
+            result.ours = statistics.fmean(values)
+            result.ours_std = statistics.stdev(values) if len(values) > 1 else None
+            result.seeds = len(values)
+        rows.append(result)
+    return rows, runner.commands
+
+
+def agreement(table: Mapping[str, Any], rows: Sequence[RowResult]) -> list[dict[str, Any]]:
+    """For each direction of the table: the paper's numbers, ours, and a verdict:
+    ``agrees``, ``disagrees``, ``within seed noise`` (the gap is below the combined seed
+    standard deviation) or ``not run``."""
+    by_id = {r.id: r for r in rows}
+    verdicts = []
+    for direction in table.get("directions", []):
+        if "similar" in direction:
+            a, b = (by_id[i] for i in direction["similar"])
+        else:
+            a, b = by_id[direction["better"]], by_id[direction["worse"]]
+        out = {"claim": direction["claim"], "rows": [a.id, b.id],
+               "paper": [a.paper, b.paper], "ours": [a.ours, b.ours]}
+        if a.ours is None or b.ours is None:
+            out["verdict"] = "not run"
+        elif "similar" in direction:
+            tolerance = direction.get("tolerance", 0.02)
+            gap = abs(a.ours - b.ours) / max(abs(b.ours), 1e-12)
+            out["verdict"] = "agrees" if gap <= tolerance else "disagrees"
+            out["detail"] = f"relative gap {gap:.1%} (tolerance {tolerance:.0%})"
+        else:
+            gap = (a.ours - b.ours) * (1 if a.higher_is_better else -1)
+            noise = math.hypot(a.ours_std or 0.0, b.ours_std or 0.0)
+            if noise and abs(gap) <= noise:
+                out["verdict"] = "within seed noise"
+            else:
+                out["verdict"] = "agrees" if gap > 0 else "disagrees"
+            seeds = min(a.seeds, b.seeds)
+            out["detail"] = (f"gap {gap:+.2f} in the better direction"
+                             + (f", seed std {noise:.2f} ({seeds} seeds)" if noise else
+                                " (one seed)" if seeds == 1 else ""))
+        verdicts.append(out)
+    return verdicts
+
+
+def _fmt(value: float | None, std: float | None = None, digits: int = 2) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.{digits}f}"
+    return text + (f" ± {std:.{digits}f}" if std is not None else "")
+
+
+def write_report(results_dir: str, name: str, table: Mapping[str, Any], scale: str,
+                 rows: Sequence[RowResult], commands: Mapping[str, Sequence[str]],
+                 invocation: str) -> str:
+    """``TABLE.md`` and ``TABLE.json`` under ``results_dir``; returns the markdown."""
+    verdicts = agreement(table, rows)
+    spec = table[scale]
+    lines = [f"# {table['title']}", "",
+             f"Paper: {table['paper']}. Paper metric: {table['paper_metric']}.", "",
+             f"Ours ({scale} scale): {spec.get('ours_metric', '')}.", "",
+             f"Produced by: `{invocation}`", "",
+             "| row | paper | ours | run | paper source (check) |",
+             "|---|---|---|---|---|"]
+    for r in rows:
+        ours = _fmt(r.ours, r.ours_std) if r.missing is None else f"not run: {r.missing}"
+        lines.append(f"| {r.label} | {_fmt(r.paper, r.paper_std)} | {ours} | "
+                     f"{r.run or '-'} | {r.source} ({r.check}) |")
+    if verdicts:
+        lines += ["", "Directions the paper reports, and ours:", "",
+                  "| claim | paper | ours | verdict |", "|---|---|---|---|"]
+        for v in verdicts:
+            paper = " vs ".join(_fmt(p) for p in v["paper"])
+            ours = " vs ".join(_fmt(o) for o in v["ours"])
+            detail = f" ({v['detail']})" if v.get("detail") else ""
+            lines.append(f"| {v['claim']} ({v['rows'][0]} vs {v['rows'][1]}) | {paper} | "
+                         f"{ours} | **{v['verdict']}**{detail} |")
+    if commands:
+        lines += ["", "Runs (each command makes one model dir; a finished run is not "
+                  "run again):", "", "```"]
+        lines += [" ".join(shlex.quote(c) for c in command) for command in commands.values()]
+        lines += ["```"]
+    markdown = "\n".join(lines) + "\n"
+    os.makedirs(results_dir, exist_ok=True)
+    with open(os.path.join(results_dir, f"{name}.md"), "w") as f:
+        f.write(markdown)
+    with open(os.path.join(results_dir, f"{name}.json"), "w") as f:
+        json.dump({"table": name, "scale": scale, "invocation": invocation,
+                   "rows": [dataclasses.asdict(r) for r in rows], "directions": verdicts,
+                   "commands": {d: list(c) for d, c in commands.items()}}, f, indent=1)
+    return markdown
+
+
+def plot_table(results_dir: str, name: str, table: Mapping[str, Any], scale: str,
+               rows: Sequence[RowResult]) -> list[str]:
+    """PNGs of the table: paper and ours side by side (``bars``), or error against the
+    number of labelled examples per series (``curve``)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    kind = table[scale].get("plot", "bars")
+    path = os.path.join(results_dir, f"{name}.png")
+    if kind == "curve":
+        fig, ax = plt.subplots(figsize=(5.5, 3.8))
+        series: dict[str, list[tuple[float, float]]] = {}
+        extra = {r["id"]: r for r in table["rows"]}
+        for r in rows:
+            if r.ours is not None:
+                series.setdefault(extra[r.id]["series"], []).append((extra[r.id]["x"], r.ours))
+        for label, points in series.items():
+            points.sort()
+            ax.plot(*zip(*points, strict=True), marker="o", label=label)
+        ax.set_xscale("log")
+        ax.set_xlabel("labelled training examples")
+        ax.set_ylabel(table[scale].get("ours_metric", "").split(" (")[0] or "ours")
+        ax.set_title(f"{table['title']}\n({scale} scale)", fontsize=9)
+        ax.grid(alpha=0.3)
+        if series:
+            ax.legend()
+    else:
+        shown = [r for r in rows if r.ours is not None or r.paper is not None]
+        fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(shown) + 1.6), sharey=True)
+        y = range(len(shown))
+        for ax, which, title in ((axes[0], "paper", f"paper: {table['paper_metric']}"),
+                                 (axes[1], "ours", f"ours ({scale}): "
+                                  f"{table[scale].get('ours_metric', '')}")):
+            values = [getattr(r, which) for r in shown]
+            errors = [(getattr(r, f"{which}_std") or 0.0) if v is not None else 0.0
+                      for r, v in zip(shown, values, strict=True)]
+            ax.barh(list(y), [v if v is not None else 0.0 for v in values], xerr=errors,
+                    color=["C0" if which == "paper" else "C1"] * len(shown))
+            for i, v in enumerate(values):
+                ax.text(v if v is not None else 0.0, i, f" {_fmt(v)}" if v is not None
+                        else " not run", va="center", fontsize=8)
+            present = [v for v in values if v is not None]
+            if present:  # zoom on the differences, which are what the table is about
+                low, high = min(present), max(present)
+                pad = (high - low) * 0.6 or abs(high) * 0.05 or 1.0
+                ax.set_xlim(max(0.0, low - pad) if low >= 0 else low - pad, high + pad)
+            ax.set_title("\n".join(_wrap(title, 60)), fontsize=8)
+            ax.grid(axis="x", alpha=0.3)
+        axes[0].set_yticks(list(y))
+        axes[0].set_yticklabels([r.label for r in shown], fontsize=8)
+        axes[0].invert_yaxis()
+        fig.suptitle(table["title"], fontsize=10)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return [path]
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    import textwrap
+
+    return textwrap.wrap(text, width) or [""]
+
+
+def write_index(out_dir: str, doc: Mapping[str, Any], scale: str) -> str:
+    """``README.md`` of ``out_dir``: every reported table with its direction verdicts."""
+    lines = [f"# Paper tables at {scale} scale", "",
+             "Written by `python -m pretrain_lm.reproduce` from the tables below (each "
+             "file names the command that produced it). At demo scale the absolute numbers "
+             "are not the papers' (shipped data, tiny models, CPU budgets); compare the "
+             "directions.", "",
+             "| table | claim (paper) | verdict |", "|---|---|---|"]
+    for name in doc["tables"]:
+        path = os.path.join(out_dir, f"{name}.json")
+        if not os.path.exists(path):
+            continue
+        with open(path) as f:
+            report = json.load(f)
+        link = f"[{name}]({name}.md)"
+        for v in report["directions"] or [{"claim": "-", "verdict": "-"}]:
+            lines.append(f"| {link} | {v['claim']} | {v['verdict']} |")
+            link = ""
+    markdown = "\n".join(lines) + "\n"
+    with open(os.path.join(out_dir, "README.md"), "w") as f:
+        f.write(markdown)
+    return markdown
+
+
+def reproduce(names: Sequence[str], scale: str = "demo", *, root: str | None = None,
+              results_dir: str = os.path.join("results", "reproduce"),
+              extra_bindings: Sequence[str] = (), dry_run: bool = False,
+              invocation: str = "", doc: Mapping[str, Any] | None = None) -> dict[str, str]:
+    """Runs and reports each table; returns ``{table: markdown}``."""
+    doc = doc or load_tables()
+    out_dir = os.path.join(results_dir, scale)
+    reports = {}
+    for name in names:
+        rows, commands = run_table(doc, name, scale, root=root,
+                                   extra_bindings=extra_bindings, dry_run=dry_run)
+        if dry_run:
+            continue
+        table = doc["tables"][name]
+        reports[name] = write_report(out_dir, name, table, scale, rows, commands,
+                                     invocation or f"python -m pretrain_lm.reproduce {name} "
+                                     f"--scale={scale}")
+        plot_table(out_dir, name, table, scale, rows)
+        mix_run = table[scale].get("layer_weights")
+        if mix_run:
+            _plot_layer_weights(doc, table, scale, mix_run, root, out_dir, name)
+    if reports:
+        write_index(out_dir, doc, scale)
+    return reports
+
+
+def _plot_layer_weights(doc: Mapping[str, Any], table: Mapping[str, Any], scale: str,
+                        run_id: str, root: str | None, out_dir: str, name: str) -> None:
+    from pretrain_lm import layer_weights
+
+    group_name = table[scale]["group"]
+    group = doc["run_groups"][group_name]
+    runner = GroupRunner(group_name, group, group_root(group, group_name, root))
+    seeds = group["runs"][run_id].get("seeds") or [None]
+    runs = {f"seed {s}" if s is not None else run_id: d
+            for s, d in zip(seeds, runner.model_dirs(run_id), strict=True)}
+    layer_weights.plot_layer_weights(runs, os.path.join(out_dir, f"{name}_layer_weights.png"))
+
+
+def main(argv: list[str]) -> None:
+    from absl import flags
+
+    from pretrain_lm import gin_utils
+
+    values = flags.FLAGS
+    try:
+        doc = load_tables()
+    except (OSError, TablesError, json.JSONDecodeError) as e:
+        sys.exit(f"error: {TABLES_FILE}: {e}")
+    if values.list:
+        print(list_tables(doc))
+        return
+    names = argv[1:]
+    if not names:
+        sys.exit("error: name a table (python -m pretrain_lm.reproduce --list names them).")
+    if values.scale not in SCALES:
+        sys.exit(f"error: --scale={values.scale}: choose one of {SCALES}.")
+    gin_utils.quiet_library_logs()
+    invocation = " ".join(["python -m pretrain_lm.reproduce",
+                           *(shlex.quote(a) for a in sys.argv[1:])])
+    try:
+        reports = reproduce(names, values.scale, root=values.model_dir,
+                            results_dir=values.results_dir,
+                            extra_bindings=values.gin_bindings, dry_run=values.dry_run,
+                            invocation=invocation, doc=doc)
+    except (TablesError, RunFailedError) as e:
+        sys.exit(f"error: {e}")
+    for name, markdown in reports.items():
+        print(markdown)
+        print(f"written to {os.path.join(values.results_dir, values.scale, name)}"
+              ".{md,json,png}")
+
+
+if __name__ == "__main__":
+    # Flags are defined only when run as a program (see pretrain_lm/sweep.py).
+    from absl import app, flags
+
+    flags.DEFINE_bool("list", False, "Name the tables and exit.")
+    flags.DEFINE_string("scale", "demo", "demo (shipped data, CPU minutes) or full (the "
+                        "papers' settings; needs the real datasets).")
+    flags.DEFINE_string("model_dir", None, "Root of the runs: ROOT/<run group>/<run> "
+                        "(default: each run group's root in data/paper_tables.json).")
+    flags.DEFINE_string("results_dir", os.path.join("results", "reproduce"),
+                        "Where TABLE.md / .json / .png go (under SCALE/).")
+    flags.DEFINE_bool("dry_run", False, "Print the commands of missing runs; run nothing.")
+    flags.DEFINE_multi_string("gin_bindings", [], "Added to every training run "
+                              "(--gin.X=V is rewritten to these).")
+    from pretrain_lm import gin_utils
+
+    app.run(main, argv=gin_utils.main_argv())

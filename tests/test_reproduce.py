@@ -1,0 +1,238 @@
+"""`pretrain_lm.reproduce`: the paper-number data file, the runs it names, the verdicts.
+
+Fast: the shipped data file parses, every row has a source and a check mark, every run of
+every table parses as the gin configuration it names at both scales, malformed entries
+are refused with their name, the direction verdicts, the reports and plots, and a failing
+run stops with its command and log. Slow: every table that runs at demo scale runs end to
+end on tiny budgets and writes a well-formed table and its PNGs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+import subprocess
+import sys
+
+import gin
+import pytest
+
+from pretrain_lm import gin_utils, reproduce
+from pretrain_lm.reproduce import RowResult
+
+
+@pytest.fixture(scope="module")
+def doc():
+    return reproduce.load_tables()
+
+
+def test_every_table_row_has_a_paper_source_and_a_check_mark(doc):
+    assert len(doc["tables"]) >= 10
+    for name, table in doc["tables"].items():
+        assert table["rows"], name
+        for row in table["rows"]:
+            assert row["source"] and row["check"] in reproduce.CHECKS, (name, row["id"])
+            # the paper's arXiv id is named in the table
+            assert "arXiv" in table["paper"], name
+    listing = reproduce.list_tables(doc)
+    for name in doc["tables"]:
+        assert name in listing
+    # The rows marked R (not verified against the PDF) are the ones the reference lists.
+    taglm = {r["id"]: r for r in doc["tables"]["taglm_lm_ablation"]["rows"]}
+    assert taglm["bidirectional"]["paper"] == 91.93 and taglm["bidirectional"]["check"] == "V-2src"
+    assert taglm["none"]["check"] == "R"
+
+
+def test_the_list_command_names_the_tables():
+    out = subprocess.run([sys.executable, "-m", "pretrain_lm.reproduce", "--list"],
+                         capture_output=True, text=True, check=True, cwd=reproduce.ROOT)
+    assert "taglm_lm_ablation" in out.stdout and "transformer_table3" in out.stdout
+
+
+def _all_commands(doc):
+    for group_name, group in doc["run_groups"].items():
+        runner = reproduce.GroupRunner(group_name, group, "/tmp/reproduce_parse")
+        for run_id, spec in group["runs"].items():
+            if spec.get("kind") != "ensemble":
+                yield group_name, run_id, runner.command(run_id)
+
+
+def test_every_run_parses_as_a_gin_configuration(doc):
+    """Both scales: the gin files exist, every binding names a known parameter."""
+    commands = list(_all_commands(doc))
+    assert len(commands) > 30
+    scales = set()
+    for group_name, run_id, command in commands:
+        gin_files = [c.split("=", 1)[1] for c in command if c.startswith("--gin_file=")]
+        bindings = [c.split("=", 1)[1] for c in command if c.startswith("--gin_bindings=")]
+        gin.clear_config()
+        try:
+            gin_utils.parse(gin_files, bindings)
+        except Exception as e:  # name the run in the failure
+            pytest.fail(f"{group_name}/{run_id}: {e}")
+        assert gin_utils.macro("MODEL_DIR").endswith(run_id) or "-seed_" in str(
+            gin_utils.macro("MODEL_DIR"))
+        scales.add(doc["run_groups"][group_name]["scale"])
+    gin.clear_config()
+    assert scales == {"demo", "full"}
+
+
+def test_seeds_references_and_the_root_override(doc):
+    group = doc["run_groups"]["austen_ner"]
+    runner = reproduce.GroupRunner("austen_ner", group, "R/austen_ner")
+    assert runner.model_dirs("lm_taglm") == ["R/austen_ner/lm_taglm-seed_0",
+                                             "R/austen_ner/lm_taglm-seed_1"]
+    command = runner.command("lm_taglm", 1)
+    assert "--gin_bindings=BILM_DIR = 'R/austen_ner/elmo_tiny'" in command
+    assert "--gin_bindings=SEED = 1" in command
+    assert "--gin_bindings=MODEL_DIR = 'R/austen_ner/lm_taglm-seed_1'" in command
+    assert command[-1] == "--results_json=R/austen_ner/lm_taglm-seed_1/results.json"
+    assert reproduce.group_root(group, "austen_ner", "X") == os.path.join("X", "austen_ner")
+    assert reproduce.group_root(group, "austen_ner", None) == group["root"]
+
+
+def _write(tmp_path, doc) -> str:
+    path = str(tmp_path / "tables.json")
+    with open(path, "w") as f:
+        json.dump(doc, f)
+    return path
+
+
+@pytest.mark.parametrize("breakage, message", [
+    (lambda d: d["tables"]["taglm_lm_ablation"]["rows"][0].pop("source"), "needs a 'label'"),
+    (lambda d: d["tables"]["taglm_lm_ablation"]["rows"][0].update(check="maybe"), "'check'"),
+    (lambda d: d["tables"]["taglm_lm_ablation"]["rows"][0].update(demo="lm_nope"),
+     "run 'lm_nope' is not in group"),
+    (lambda d: d["run_groups"]["ulmfit_austen"]["runs"]["3_classifier"]["bindings"].update(
+        ENCODER_DIR="'{run:2_lm_typo}'"), "refers to run '2_lm_typo'"),
+    (lambda d: d["tables"]["taglm_lm_ablation"]["directions"].append(
+        {"better": "none", "worse": "nobody", "claim": "x"}), "must name two of its rows"),
+    (lambda d: d["tables"]["elmo_table1"]["rows"][2].pop("missing"), "say why"),
+])
+def test_a_malformed_data_file_is_refused_by_name(tmp_path, doc, breakage, message):
+    broken = copy.deepcopy(doc)
+    breakage(broken)
+    with pytest.raises(reproduce.TablesError, match=message):
+        reproduce.load_tables(_write(tmp_path, broken))
+
+
+def _row(id_, ours, std=None, seeds=1, hib=True, paper=None):
+    return RowResult(id_, id_, paper, None, "src", "V-text", ours, std, seeds, hib)
+
+
+def test_direction_verdicts():
+    table = {"directions": [
+        {"better": "a", "worse": "b", "claim": "a beats b"},
+        {"better": "b", "worse": "a", "claim": "b beats a"},
+        {"better": "a", "worse": "c", "claim": "a beats c"},
+        {"better": "a", "worse": "d", "claim": "a beats d"},
+        {"similar": ["a", "e"], "tolerance": 0.02, "claim": "a about e"},
+        {"similar": ["a", "b"], "tolerance": 0.02, "claim": "a about b"},
+    ]}
+    rows = [_row("a", 90.0, 0.5, 2), _row("b", 88.0, 0.5, 2), _row("c", 89.6, 0.4, 2),
+            _row("d", None), _row("e", 90.9)]
+    verdicts = [v["verdict"] for v in reproduce.agreement(table, rows)]
+    assert verdicts == ["agrees", "disagrees", "within seed noise", "not run", "agrees",
+                        "disagrees"]
+    # Lower is better (perplexity, error): the better row must be the smaller one.
+    low = [_row("a", 5.0, hib=False), _row("b", 6.0, hib=False)]
+    assert reproduce.agreement({"directions": table["directions"][:2]}, low)[0][
+        "verdict"] == "agrees"
+
+
+def test_report_and_plots(tmp_path, doc):
+    table = doc["tables"]["ulmfit_sample_efficiency"]
+    rows = [RowResult(r["id"], r["label"], r["paper"], None, r["source"], r["check"],
+                      ours=70.0 - 5 * i, seeds=1, higher_is_better=False, run=r["demo"])
+            for i, r in enumerate(table["rows"])]
+    markdown = reproduce.write_report(str(tmp_path), "curve", table, "demo", rows,
+                                      {"d": ["python", "-m", "pretrain_lm.train"]}, "cmd")
+    assert "| ULMFiT (supervised), 100 examples |" in markdown
+    assert "python -m pretrain_lm.train" in markdown and "Produced by: `cmd`" in markdown
+    with open(tmp_path / "curve.json") as f:
+        saved = json.load(f)
+    assert [r["id"] for r in saved["rows"]] == [r["id"] for r in table["rows"]]
+    assert len(saved["directions"]) == len(table["directions"])
+    assert reproduce.plot_table(str(tmp_path), "curve", table, "demo", rows)
+    bars = doc["tables"]["transformer_table3"]
+    rows = [RowResult(r["id"], r["label"], r["paper"], None, r["source"], r["check"],
+                      ours=None if r.get("missing") else 100.0 + i, seeds=1,
+                      missing=r.get("missing")) for i, r in enumerate(bars["rows"])]
+    markdown = reproduce.write_report(str(tmp_path), "bars", bars, "demo", rows, {}, "cmd")
+    assert "not run: the attention has d_k = d_model / heads" in markdown
+    for name in ("curve", "bars"):
+        reproduce.plot_table(str(tmp_path), name, table if name == "curve" else bars,
+                             "demo", rows if name == "bars" else [])
+        with open(tmp_path / f"{name}.png", "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_unavailable_scales_and_unknown_tables_are_named(doc):
+    with pytest.raises(reproduce.TablesError, match="does not run at --scale=full"):
+        reproduce.run_table(doc, "taglm_lm_ablation", "full")
+    with pytest.raises(reproduce.TablesError, match="--list names them"):
+        reproduce.run_table(doc, "table_99", "demo")
+
+
+def test_a_failing_run_stops_with_its_command_and_log(tmp_path, doc):
+    broken = copy.deepcopy(doc)
+    broken["run_groups"]["transformer_demo"]["gin_file"] = ["reproduce/no_such_file.gin"]
+    with pytest.raises(reproduce.RunFailedError, match=r"no_such_file\.gin") as info:
+        reproduce.run_table(broken, "transformer_table2", "demo", root=str(tmp_path),
+                            log=lambda _: None)
+    assert "reproduce.log" in str(info.value)
+
+
+def test_train_subsets_are_nested_and_counted():
+    import tasks
+    from tasks import glue
+
+    small, large = glue.train_subset(3000, 100), glue.train_subset(3000, 1000)
+    assert len(set(small)) == 100 and set(small) <= set(large)
+    assert tasks.num_examples("austen_novels_gcide8k", "train_100") == 100
+    with pytest.raises(ValueError, match="choose a subset size"):
+        glue.train_subset(3000, 3001)
+
+
+# Tiny budgets per run group for the end-to-end runs.
+TINY = {
+    "taglm_lm_ablation": ["TRAIN_STEPS = 3"],
+    "elmo_table1": ["TRAIN_STEPS = 3"],
+    "ulmfit_error_rates": ["TRAIN_STEPS = 3", "EPOCHS = 0.04"],
+    "ulmfit_sample_efficiency": ["TRAIN_STEPS = 3", "EPOCHS = 1"],
+    "transformer_table2": ["TRAIN_STEPS = 3", "EVAL_STEPS = 2"],
+    "transformer_table3": ["TRAIN_STEPS = 3", "EVAL_STEPS = 2"],
+    "bert_pretraining_tasks": ["TRAIN_STEPS = 3", "EPOCHS = 0.04", "EVAL_STEPS = 2"],
+    "bert_model_size": ["TRAIN_STEPS = 3", "EPOCHS = 0.04", "EVAL_STEPS = 2"],
+}
+
+
+def test_tiny_budgets_cover_every_table_that_runs_at_demo_scale(doc):
+    runnable = {n for n, t in doc["tables"].items() if "unavailable" not in t["demo"]}
+    assert runnable == set(TINY)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TINY))
+def test_each_demo_table_runs_end_to_end_on_tiny_budgets(tmp_path_factory, name):
+    root = str(tmp_path_factory.getbasetemp() / "runs")  # shared: tables share runs
+    out = str(tmp_path_factory.mktemp("results"))
+    args = [sys.executable, "-m", "pretrain_lm.reproduce", name, "--scale=demo",
+            f"--model_dir={root}", f"--results_dir={out}",
+            *[f"--gin_bindings={b}" for b in TINY[name]]]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=reproduce.ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with open(os.path.join(out, "demo", f"{name}.json")) as f:
+        report = json.load(f)
+    table = reproduce.load_tables()["tables"][name]
+    assert [r["id"] for r in report["rows"]] == [r["id"] for r in table["rows"]]
+    for row, spec in zip(report["rows"], table["rows"], strict=True):
+        assert (row["ours"] is not None) == (spec.get("demo") is not None), row["id"]
+    assert {v["verdict"] for v in report["directions"]} <= {
+        "agrees", "disagrees", "within seed noise", "not run"}
+    assert os.path.getsize(os.path.join(out, "demo", f"{name}.png")) > 1000
+    if table["demo"].get("layer_weights"):
+        assert os.path.exists(os.path.join(out, "demo", f"{name}_layer_weights.png"))
+    with open(os.path.join(out, "demo", f"{name}.md")) as f:
+        assert f.read().startswith(f"# {table['title']}")
