@@ -94,6 +94,38 @@ class Model(abc.ABC):
         return {}
 
 
+class Seq2SeqObjective(Model):
+    """The teacher-forced objective of the translation models (the Transformer, CoVe's
+    MT-LSTM): label-smoothed cross-entropy of each next target piece, the unsmoothed
+    negative log-likelihood and token accuracy as metrics, perplexity derived from the
+    NLL. Subclasses give ``apply`` (logits ``[b, t, vocab]`` of seqio's
+    ``EncDecFeatureConverter`` batches) and a ``label_smoothing`` attribute."""
+
+    label_smoothing: float
+
+    @abc.abstractmethod
+    def apply(self, params: dict, batch: Batch, *, rng: Array | None = None,
+              train: bool = False) -> Array:
+        """Next-token logits ``[b, target_length, vocab]``."""
+
+    def loss(self, params: dict, batch: Batch, *, rng: Array | None,
+             train: bool) -> tuple[Array, Metrics]:
+        import jax.numpy as jnp
+
+        from models import layers
+
+        logits = self.apply(params, batch, rng=rng, train=train)
+        weights = batch["decoder_loss_weights"].astype(jnp.float32)
+        smoothed, nll, correct, count = layers.label_smoothed_cross_entropy(
+            logits, batch["decoder_target_tokens"], weights, self.label_smoothing)
+        loss = smoothed / jnp.maximum(count, 1.0)
+        return loss, {"loss": (loss, jnp.ones(())), "nll": (nll, count),
+                      "token_accuracy": (correct, count)}
+
+    def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
+        return {"perplexity": perplexity(averages["nll"])} if "nll" in averages else {}
+
+
 def decoder_lm_batch(batch_size: int, length: int) -> dict[str, np.ndarray]:
     """An example batch of seqio's ``DecoderFeatureConverter`` features (language models)."""
     shape = (batch_size, length)

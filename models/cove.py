@@ -49,7 +49,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import layers
-from models.base import Batch, Metrics, Model, perplexity
+from models.base import Batch, Seq2SeqObjective
 
 Array = jax.Array
 
@@ -214,7 +214,7 @@ class CoVeSeq2Seq(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class CoVeTranslationModel(Model):
+class CoVeTranslationModel(Seq2SeqObjective):
     """The MT objective that trains CoVe: teacher-forced cross-entropy of the target pieces.
 
     Batches: seqio ``EncDecFeatureConverter`` features, as ``transformer.TranslationModel``'s
@@ -316,16 +316,4 @@ class CoVeTranslationModel(Model):
                                               self.source_vectors(source_ids),
                                               source_ids > 0)
 
-    def loss(self, params: dict, batch: Batch, *, rng: Array | None,
-             train: bool) -> tuple[Array, Metrics]:
-        logits = self.apply(params, batch, rng=rng, train=train)
-        weights = batch["decoder_loss_weights"].astype(jnp.float32)
-        smoothed, nll, correct, count = layers.label_smoothed_cross_entropy(
-            logits, batch["decoder_target_tokens"], weights, self.label_smoothing)
-        loss = smoothed / jnp.maximum(count, 1.0)
-        return loss, {"loss": (loss, jnp.ones(())), "nll": (nll, count),
-                      "token_accuracy": (correct, count)}
-
-    def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
-        return {"perplexity": perplexity(averages["nll"])} if "nll" in averages else {}
 

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import layers
-from models.base import Batch, Metrics, Model, perplexity
+from models.base import Batch, Seq2SeqObjective
 
 Array = jax.Array
 
@@ -210,7 +210,7 @@ def seq2seq_batch(inputs: np.ndarray, targets: np.ndarray, start_id: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class TranslationModel(Model):
+class TranslationModel(Seq2SeqObjective):
     """Sequence-to-sequence objective: label-smoothed cross-entropy over target tokens.
 
     Batches use seqio's ``EncDecFeatureConverter`` names: ``encoder_input_tokens``
@@ -256,18 +256,6 @@ class TranslationModel(Model):
                                   batch["decoder_input_tokens"], deterministic=not train,
                                   rngs={"dropout": rng} if train else None)
 
-    def loss(self, params: dict, batch: Batch, *, rng: Array | None,
-             train: bool) -> tuple[Array, Metrics]:
-        logits = self.apply(params, batch, rng=rng, train=train)
-        weights = batch["decoder_loss_weights"].astype(jnp.float32)
-        smoothed, nll, correct, count = layers.label_smoothed_cross_entropy(
-            logits, batch["decoder_target_tokens"], weights, self.label_smoothing)
-        loss = smoothed / jnp.maximum(count, 1.0)
-        return loss, {"loss": (loss, jnp.ones(())), "nll": (nll, count),
-                      "token_accuracy": (correct, count)}
-
-    def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
-        return {"perplexity": perplexity(averages["nll"])} if "nll" in averages else {}
 
     def flops_per_example(self) -> float:
         """3x forward matmul FLOPs: encoder, decoder (self + cross attention), softmax."""

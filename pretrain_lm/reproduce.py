@@ -144,6 +144,27 @@ def gin_literal(value: Any) -> str:
     raise TablesError(f"binding value {value!r}: use a number, true/false, null or gin text.")
 
 
+def gin_flag(binding: str) -> str:
+    """``"KEY = VALUE"`` as the t5x-style flag ``--gin.KEY=VALUE`` that
+    ``gin_utils.rewrite_gin_args`` turns back into it; a quoted string that needs no
+    quotes on the command line loses them (``'train_100'`` -> ``train_100``)."""
+    import ast
+
+    key, _, value = (part.strip() for part in binding.partition("="))
+    if len(value) > 1 and value[0] == value[-1] == "'" and re.fullmatch(r"[\w./-]+", value[1:-1]):
+        bare = value[1:-1]
+        try:
+            ast.literal_eval(bare)
+        except (ValueError, SyntaxError):
+            value = bare  # reads back as the same string
+    return f"--gin.{key}={value}"
+
+
+def shell_command(command: Sequence[str]) -> str:
+    """A command line to paste into a shell."""
+    return " ".join(shlex.quote(c) for c in command)
+
+
 def list_tables(doc: Mapping[str, Any]) -> str:
     """One line per table: name, title and which scales can run."""
     lines = []
@@ -214,7 +235,7 @@ class GroupRunner:
         seeds = spec.get("seeds")
         return ["python", "-m", "pretrain_lm.train",
                 *[f"--gin_file={g}" for g in gin_files],
-                *[f"--gin_bindings={b}" for b in self._bindings(
+                *[gin_flag(b) for b in self._bindings(
                     run_id, seeds[index] if seeds else None, model_dir)],
                 f"--results_json={os.path.join(model_dir, 'results.json')}"]
 
@@ -239,7 +260,7 @@ class GroupRunner:
             self.commands[model_dir] = command
             if os.path.exists(self.results_path(run_id, model_dir)):
                 continue
-            shown = " ".join(shlex.quote(c) for c in command)
+            shown = shell_command(command)
             self.log(f"[reproduce] {'would run' if self.dry_run else 'running'}: {shown}")
             if self.dry_run:
                 continue
@@ -415,7 +436,7 @@ def write_report(results_dir: str, name: str, table: Mapping[str, Any], scale: s
     if commands:
         lines += ["", "Runs (each command makes one model dir; a finished run is not "
                   "run again):", "", "```"]
-        lines += [" ".join(shlex.quote(c) for c in command) for command in commands.values()]
+        lines += [shell_command(command) for command in commands.values()]
         lines += ["```"]
     markdown = "\n".join(lines) + "\n"
     os.makedirs(results_dir, exist_ok=True)

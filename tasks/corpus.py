@@ -35,6 +35,18 @@ def iter_lines(path: str) -> Iterator[tuple[int, str]]:
             yield lineno, line.strip()
 
 
+def tsv_split_sizes(directory: str, splits: Sequence[str]) -> dict[str, int]:
+    """Rows of ``directory/<split>.tsv`` after its header line, for the splits present
+    (seqio's ``num_input_examples``)."""
+    counts = {}
+    for split in splits:
+        path = os.path.join(directory, f"{split}.tsv")
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                counts[split] = sum(1 for _ in f) - 1
+    return counts
+
+
 def read_documents(path: str) -> list[list[str]]:
     """Documents (lists of sentences) of a BERT-format corpus file.
 

@@ -22,8 +22,8 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from tasks import corpus, metrics
 from tasks import finetuning as ft
-from tasks import metrics
 from tasks.pretraining import PreparedTfdsDataSource
 from tasks.vocab import WordPieceVocabulary, vocab_fingerprint
 
@@ -159,12 +159,7 @@ def register_labelled_tsv_task(name: str, directory: str, vocab: seqio.Vocabular
         return ds
 
     splits = ("train", "validation", "test")
-    counts = {}
-    for split in splits:
-        path = os.path.join(directory, f"{split}.tsv")
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                counts[split] = sum(1 for _ in f) - 1  # the header
+    counts = corpus.tsv_split_sizes(directory, splits)
     for size in train_subsets:
         if size > counts.get("train", size):
             raise ValueError(f"{name}: train_{size} asks for more than the "

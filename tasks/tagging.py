@@ -92,8 +92,13 @@ def read_conll(path: str, tag_names: Sequence[str] | None = None) -> list[Senten
     sentences: list[Sentence] = []
     tokens: list[str] = []
     tags: list[str] = []
-    with open(path, encoding="utf-8") as f:
-        for lineno, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TaggingDataError(f"{path}:{lineno}: not UTF-8 ({e.reason} at byte "
+                                       f"{e.start}); re-encode the file as UTF-8.") from None
             fields = line.split()
             if not fields:
                 if tokens:

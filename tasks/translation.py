@@ -26,6 +26,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from tasks import corpus
 from tasks import preprocessors as pp
 from tasks.pretraining import PreparedTfdsDataSource
 
@@ -120,12 +121,7 @@ def _add(name: str, **kwargs: object) -> seqio.Task:
 def register_tsv_translation_task(name: str, directory: str, vocab: seqio.Vocabulary,
                                   source: str, target: str) -> seqio.Task:
     """``directory/{train,validation,test}.tsv`` (header ``source<TAB>target``)."""
-    counts = {}
-    for split in SPLITS:
-        path = os.path.join(directory, f"{split}.tsv")
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                counts[split] = sum(1 for _ in f) - 1
+    counts = corpus.tsv_split_sizes(directory, SPLITS)
 
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
                    ) -> tf.data.Dataset:
@@ -270,12 +266,7 @@ def register_word_source_translation_task(name: str, directory: str, vectors_pat
     returned by ``source_coverage(name, split)``; cut sequences are counted as in the
     other translation tasks (``tasks.get_stats(name)``)."""
     vectors_path = os.path.abspath(vectors_path)
-    counts = {}
-    for split in SPLITS:
-        path = os.path.join(directory, f"{split}.tsv")
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                counts[split] = sum(1 for _ in f) - 1
+    counts = corpus.tsv_split_sizes(directory, SPLITS)
 
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
                    ) -> tf.data.Dataset:

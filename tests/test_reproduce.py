@@ -65,7 +65,8 @@ def test_every_run_parses_as_a_gin_configuration(doc):
     scales = set()
     for group_name, run_id, command in commands:
         gin_files = [c.split("=", 1)[1] for c in command if c.startswith("--gin_file=")]
-        bindings = [c.split("=", 1)[1] for c in command if c.startswith("--gin_bindings=")]
+        bindings = [b.split("=", 1)[1] for b in gin_utils.rewrite_gin_args(command)
+                    if b.startswith("--gin_bindings=")]
         gin.clear_config()
         try:
             gin_utils.parse(gin_files, bindings)
@@ -84,9 +85,17 @@ def test_seeds_references_and_the_root_override(doc):
     assert runner.model_dirs("lm_taglm") == ["R/austen_ner/lm_taglm-seed_0",
                                              "R/austen_ner/lm_taglm-seed_1"]
     command = runner.command("lm_taglm", 1)
-    assert "--gin_bindings=BILM_DIR = 'R/austen_ner/elmo_tiny'" in command
-    assert "--gin_bindings=SEED = 1" in command
-    assert "--gin_bindings=MODEL_DIR = 'R/austen_ner/lm_taglm-seed_1'" in command
+    assert "--gin.BILM_DIR=R/austen_ner/elmo_tiny" in command
+    assert "--gin.SEED=1" in command and "--gin.LM=taglm" in command
+    assert "--gin.MODEL_DIR=R/austen_ner/lm_taglm-seed_1" in command
+    # The flags read back as the data file's bindings.
+    bindings = gin_utils.rewrite_gin_args(command)
+    assert "--gin_bindings=BILM_DIR = 'R/austen_ner/elmo_tiny'" in bindings
+    assert "--gin_bindings=LM = 'taglm'" in bindings
+    assert reproduce.gin_flag("EPOCHS = 180") == "--gin.EPOCHS=180"
+    assert reproduce.gin_flag("X = '1'") == "--gin.X='1'"  # a bare 1 would be a number
+    assert gin_utils.rewrite_gin_args([reproduce.gin_flag("X = None")]) == [
+        "--gin_bindings=X = None"]
     assert command[-1] == "--results_json=R/austen_ner/lm_taglm-seed_1/results.json"
     assert reproduce.group_root(group, "austen_ner", "X") == os.path.join("X", "austen_ner")
     assert reproduce.group_root(group, "austen_ner", None) == group["root"]

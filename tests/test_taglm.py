@@ -198,6 +198,9 @@ def test_bad_tagging_input_gives_clear_errors(tmp_path):
     path.write_text("Emma B-PERSON\n")
     with pytest.raises(tagging.TaggingDataError, match=r"B-PERSON.*not one of"):
         tagging.read_conll(str(path), TAGS)
+    path.write_bytes("Emma B-PER\n\nCaf\u00e9 O\n".encode("latin-1"))
+    with pytest.raises(tagging.TaggingDataError, match=r"bad\.txt:3: not UTF-8"):
+        tagging.read_conll(str(path))
     path.write_text("\n\n")
     with pytest.raises(tagging.TaggingDataError, match="holds no tagged sentence"):
         tagging.read_conll(str(path))
