@@ -54,15 +54,26 @@ class PretrainedParams:
         the run's task (``checkpoints.check_vocabulary``). Turn it off only where the
         taken subtrees never see the word ids: a tagger's frozen ELMo biLM reads
         characters, and its word softmax is not taken.
+      made_by: the command that makes ``path`` (e.g. the earlier stage of a chain),
+        named in the error when ``path`` does not exist.
     """
 
     path: str
     format: str = "auto"
     subtrees: Sequence[str] = ("bert",)
     check_vocabulary: bool = True
+    made_by: str | None = None
+
+    def _check_exists(self) -> None:
+        if not os.path.exists(self.path):
+            how = (f" Make it first:\n  {self.made_by}" if self.made_by else
+                   " Train or convert it first, or point the run at another checkpoint.")
+            raise FileNotFoundError(f"The pretrained checkpoint {self.path!r} does not "
+                                    f"exist.{how}")
 
     def model_dir(self) -> str | None:
         """The ``pretrain_lm`` model dir of an ``ours`` checkpoint (None for other formats)."""
+        self._check_exists()
         fmt = detect_format(self.path) if self.format == "auto" else self.format
         if fmt != "ours":
             return None
@@ -76,6 +87,7 @@ class PretrainedParams:
         """``{subtree: tree of numpy arrays}`` read from the source."""
         if self.format not in FORMATS:
             raise ValueError(f"Unknown pretrained format {self.format!r}; use one of {FORMATS}.")
+        self._check_exists()
         fmt = detect_format(self.path) if self.format == "auto" else self.format
         from pretrain_lm import interop
 

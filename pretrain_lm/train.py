@@ -61,6 +61,8 @@ def main(argv: list[str]) -> None:
         if "REQUIRED" in str(e) or "missing" in str(e):
             sys.exit(f"error: {e}\nBind the missing value in a gin file or with --gin.X=...")
         raise
+    except FileNotFoundError as e:  # a pretrained checkpoint or data file: the message says
+        sys.exit(f"error: {e}")      # what to make or prepare
     if jax.process_index() == 0:
         logging.info("Final metrics: %s", results)
         print(json.dumps(results, indent=1, sort_keys=True))

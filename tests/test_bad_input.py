@@ -183,3 +183,19 @@ def test_gin_includes_work_next_to_a_runs_folder(tmp_path, monkeypatch, repo_roo
     monkeypatch.chdir(tmp_path)
     gin_utils.parse(["demo/bert_tiny_austen.gin"], [])
     assert gin_utils.macro("MIXTURE_OR_TASK_NAME") == "bert_pretrain_austen_uncased"
+
+
+def test_a_missing_earlier_stage_names_the_command_that_makes_it(tmp_path):
+    """The TagLM demo before its biLM run: the error says how to make the biLM."""
+    import gin
+
+    from pretrain_lm import pretrained
+
+    gin.clear_config()
+    gin_utils.parse(["demo/taglm_austen_ner.gin"], [
+        f"BILM_DIR = '{tmp_path / 'no_bilm'}'", f"MODEL_DIR = '{tmp_path / 'run'}'"])
+    source = gin.get_configurable(pretrained.PretrainedParams)()
+    gin.clear_config()
+    with pytest.raises(FileNotFoundError, match=r"does not exist\. Make it first:\n  "
+                       r"python -m pretrain_lm\.train --gin_file=demo/elmo_tiny_austen\.gin"):
+        source.load()
