@@ -72,7 +72,14 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import matmul_call, matmul_peak, time_interleaved, write_results
+from benchmarks.timing import (
+    matmul_call,
+    matmul_peak,
+    report_steps,
+    settle_peak,
+    time_interleaved,
+    write_results,
+)
 
 SIZES = ("cpu", "tiny", "small", "medium", "original")
 
@@ -328,55 +335,16 @@ def main(argv: list[str]) -> None:
     results["parameters"] = dict(zip(names, counts, strict=True))
     *times, matmul_times = time_interleaved([step for step, _, _ in runners] + [matmul_call()],
                                             _STEPS.value)
-    peak_between = 2.0 * 2048**3 / min(matmul_times)
     losses = [our_losses(runners[0][1][0])] + [history[0] for _, history, _ in runners[1:]]
     del runners
-
-    peak_after = matmul_peak()
-    load_after = os.getloadavg()[0]
-    print(f"matmul peak at the start {peak / 1e9:.1f}, best between the steps "
-          f"{peak_between / 1e9:.1f}, at the end {peak_after / 1e9:.1f} GFLOP/s (MFU uses the "
-          f"largest); load average at the end {load_after:.1f}"
-          + ("  -- the machine is busy: timings are noisy" if max(load_before, load_after)
-             > 1.5 * (os.cpu_count() or 1) else ""))
-    results.update(matmul_peak_flops_measured=[peak, peak_between, peak_after],
-                   load_average=[load_before, load_after])
-    peak = max(peak, peak_between, peak_after)
-    results["matmul_peak_flops"] = peak
+    peak = settle_peak(results, peak, load_before, matmul_times)
 
     print(f"\ntraining step (batch {batch} x {length} tokens, Adam); median of "
           f"{_STEPS.value} steps (best step in brackets):")
-    print(f"{'implementation':38s} {'ms/step':>16s} {'tokens/s':>16s} {'MFU':>15s} "
-          f"{'first loss (fwd / bwd nll)':>28s}")
-    rows = list(zip(names[:len(times)], times, losses, strict=True))
-    for name, step_times, first in rows:
-        seconds, best = float(np.median(step_times)), min(step_times)
-        mfu = flops / seconds / peak
-        print(f"{name:38s} {1e3 * seconds:7.0f} ({1e3 * best:6.0f}) "
-              f"{tokens / seconds:7.0f} ({tokens / best:6.0f}) "
-              f"{100 * mfu:5.1f}% ({100 * flops / best / peak:5.1f}%) "
-              f"{first['loss']:8.3f} ({first['forward_nll']:6.3f} / "
-              f"{first['backward_nll']:6.3f})")
-        results["train"][name] = {"seconds_per_step": seconds, "best_seconds_per_step": best,
-                                  "tokens_per_sec": tokens / seconds,
-                                  "best_tokens_per_sec": tokens / best, "mfu": mfu,
-                                  "best_mfu": flops / best / peak, "first_step_losses": first,
-                                  "step_seconds": step_times}
-    print(f"ln(vocab) = {math.log(vocab):.3f}: the first step's losses of both should be "
-          "close to it (random weights, random tokens)")
-    finite = all(math.isfinite(v) for first in losses for v in first.values())
-    results["train"]["first_losses_finite"] = finite
-    if not finite:
-        print("WARNING: a non-finite first-step loss")
-    for k, (name, peer_times) in enumerate(zip(names[1:], times[1:], strict=True)):
-        ratio = float(np.median(peer_times) / np.median(times[0]))
-        best_ratio = min(peer_times) / min(times[0])
-        results["train"][name].update(speedup_of_ours=ratio, best_step_speedup_of_ours=best_ratio)
-        if k == 0:
-            results["train"].update(speedup_vs_peer=ratio,
-                                    best_step_speedup_vs_peer=best_ratio)
-        print(f"ours / {name} tokens/s: {ratio:.2f}x, best steps {best_ratio:.2f}x"
-              + (" (target >= 1x)" if k == 0 else ""))
+    report_steps(results, names[:len(times)], times, losses, tokens=tokens, flops=flops,
+                 peak=peak, vocab=vocab, loss_header="first loss (fwd / bwd nll)",
+                 loss_text=lambda first: f"{first['loss']:8.3f} ({first['forward_nll']:6.3f}"
+                                         f" / {first['backward_nll']:6.3f})")
     write_results(_OUTPUT.value, results)
 
 

@@ -61,3 +61,62 @@ def matmul_call(n: int = 2048) -> Callable[[], None]:
     b = jax.random.normal(jax.random.key(1), (n, n), jnp.float32)
     matmul = jax.jit(jnp.matmul)
     return lambda: matmul(a, b).block_until_ready()
+
+
+def settle_peak(results: dict[str, Any], peak: float, load_before: float,
+                matmul_times: list[float]) -> float:
+    """After the timed steps: the matmul peak at the start, the best one timed between
+    the steps and one at the end, and the load average; prints and records them and
+    returns the largest peak (the MFU denominator)."""
+    peak_between = 2.0 * 2048**3 / min(matmul_times)
+    peak_after = matmul_peak()
+    load_after = os.getloadavg()[0]
+    print(f"matmul peak at the start {peak / 1e9:.1f}, best between the steps "
+          f"{peak_between / 1e9:.1f}, at the end {peak_after / 1e9:.1f} GFLOP/s (MFU uses the "
+          f"largest); load average at the end {load_after:.1f}"
+          + ("  -- the machine is busy: timings are noisy" if max(load_before, load_after)
+             > 1.5 * (os.cpu_count() or 1) else ""))
+    results.update(matmul_peak_flops_measured=[peak, peak_between, peak_after],
+                   load_average=[load_before, load_after])
+    results["matmul_peak_flops"] = max(peak, peak_between, peak_after)
+    return results["matmul_peak_flops"]
+
+
+def report_steps(results: dict[str, Any], names: list[str], times: list[list[float]],
+                 losses: list[dict[str, float]], *, tokens: int, flops: float, peak: float,
+                 loss_header: str, loss_text: Callable[[dict[str, float]], str],
+                 vocab: int) -> None:
+    """One row per implementation (median and best step: ms, tokens/s, MFU; its first
+    losses), recorded in ``results["train"]``; then how much faster ours (the first
+    name) is than each peer, the first peer being the benchmark's target."""
+    import math
+
+    width = max(len(n) for n in names) + 2
+    print(f"{'implementation':{width}s} {'ms/step':>16s} {'tokens/s':>16s} {'MFU':>15s} "
+          f"{loss_header:>28s}")
+    for name, step_times, first in zip(names, times, losses, strict=True):
+        seconds, best = float(np.median(step_times)), min(step_times)
+        mfu = flops / seconds / peak
+        print(f"{name:{width}s} {1e3 * seconds:7.0f} ({1e3 * best:6.0f}) "
+              f"{tokens / seconds:7.0f} ({tokens / best:6.0f}) "
+              f"{100 * mfu:5.1f}% ({100 * flops / best / peak:5.1f}%) {loss_text(first)}")
+        results["train"][name] = {"seconds_per_step": seconds, "best_seconds_per_step": best,
+                                  "tokens_per_sec": tokens / seconds,
+                                  "best_tokens_per_sec": tokens / best, "mfu": mfu,
+                                  "best_mfu": flops / best / peak, "first_step_losses": first,
+                                  "step_seconds": step_times}
+    print(f"ln(vocab) = {math.log(vocab):.3f}: every first-step loss should be close to it "
+          "(random weights, random tokens)")
+    finite = all(math.isfinite(v) for first in losses for v in first.values())
+    results["train"]["first_losses_finite"] = finite
+    if not finite:
+        print("WARNING: a non-finite first-step loss")
+    for k, (name, peer_times) in enumerate(zip(names[1:], times[1:], strict=True)):
+        ratio = float(np.median(peer_times) / np.median(times[0]))
+        best_ratio = min(peer_times) / min(times[0])
+        results["train"][name].update(speedup_of_ours=ratio, best_step_speedup_of_ours=best_ratio)
+        if k == 0:
+            results["train"].update(speedup_vs_peer=ratio,
+                                    best_step_speedup_vs_peer=best_ratio)
+        print(f"ours / {name} tokens/s: {ratio:.2f}x, best steps {best_ratio:.2f}x"
+              + (" (target >= 1x)" if k == 0 else ""))
