@@ -481,28 +481,32 @@ def plot_table(results_dir: str, name: str, table: Mapping[str, Any], scale: str
         shown = [r for r in rows if r.ours is not None or r.paper is not None]
         fig, axes = plt.subplots(1, 2, figsize=(10, 0.45 * len(shown) + 1.6), sharey=True)
         y = range(len(shown))
-        for ax, which, title in ((axes[0], "paper", f"paper: {table['paper_metric']}"),
-                                 (axes[1], "ours", f"ours ({scale}): "
-                                  f"{table[scale].get('ours_metric', '')}")):
+        for ax, which, title, metric in (
+                (axes[0], "paper", "paper", table["paper_metric"]),
+                (axes[1], "ours", f"ours ({scale} scale)",
+                 table[scale].get("ours_metric", ""))):
             values = [getattr(r, which) for r in shown]
             errors = [(getattr(r, f"{which}_std") or 0.0) if v is not None else 0.0
                       for r, v in zip(shown, values, strict=True)]
             ax.barh(list(y), [v if v is not None else 0.0 for v in values], xerr=errors,
-                    color=["C0" if which == "paper" else "C1"] * len(shown))
-            for i, v in enumerate(values):
-                ax.text(v if v is not None else 0.0, i, f" {_fmt(v)}" if v is not None
-                        else " not run", va="center", fontsize=8)
+                    color="C0" if which == "paper" else "C1")
             present = [v for v in values if v is not None]
             if present:  # zoom on the differences, which are what the table is about
                 low, high = min(present), max(present)
                 pad = (high - low) * 0.6 or abs(high) * 0.05 or 1.0
                 ax.set_xlim(max(0.0, low - pad) if low >= 0 else low - pad, high + pad)
-            ax.set_title("\n".join(_wrap(title, 60)), fontsize=8)
+            left = ax.get_xlim()[0]
+            for i, v in enumerate(values):
+                ax.text(v if v is not None else left, i, f" {_fmt(v)}" if v is not None
+                        else (" not reported" if which == "paper" else " not run"),
+                        va="center", fontsize=8)
+            ax.set_title(title, fontsize=9)
+            ax.set_xlabel("\n".join(_wrap(metric, 70)), fontsize=7)
             ax.grid(axis="x", alpha=0.3)
         axes[0].set_yticks(list(y))
         axes[0].set_yticklabels([r.label for r in shown], fontsize=8)
         axes[0].invert_yaxis()
-        fig.suptitle(table["title"], fontsize=10)
+        fig.suptitle(table["title"], fontsize=10, y=1.0)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return [path]
