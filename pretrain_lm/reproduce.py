@@ -342,6 +342,9 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
     group = doc["run_groups"][spec["group"]]
     runner = GroupRunner(spec["group"], group, group_root(group, spec["group"], root),
                          extra_bindings, dry_run, log)
+    if scale == "full" and not dry_run:
+        check_data(runner, [_row_run(r, scale)["run"] for r in table["rows"]
+                            if r.get(scale) is not None])
     rows = []
     for row in table["rows"]:
         hib = row.get("higher_is_better", spec.get("higher_is_better",
@@ -364,6 +367,42 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
             result.seeds = len(values)
         rows.append(result)
     return rows, runner.commands
+
+
+def check_data(runner: GroupRunner, run_ids: Sequence[str]) -> None:
+    """Before any paper-scale run starts: every TFDS dataset the runs (and the runs they
+    refer to) read is prepared; otherwise one error lists the ``tfds build`` commands."""
+    import gin
+
+    import tasks
+    from pretrain_lm import gin_utils
+    from tasks.pretraining import DatasetNotPreparedError
+
+    seen, missing, todo = set(), {}, list(run_ids)
+    while todo:
+        run_id = todo.pop()
+        if run_id in seen:
+            continue
+        seen.add(run_id)
+        todo += _references(runner.spec(run_id), run_id)
+        if runner.spec(run_id).get("kind") == "ensemble":
+            continue
+        command = gin_utils.rewrite_gin_args(runner.command(run_id))
+        gin.clear_config()
+        try:
+            gin_utils.parse([c.split("=", 1)[1] for c in command if c.startswith("--gin_file=")],
+                            [c.split("=", 1)[1] for c in command
+                             if c.startswith("--gin_bindings=")])
+            task = gin_utils.macro("MIXTURE_OR_TASK_NAME")
+        finally:
+            gin.clear_config()
+        try:
+            tasks.check_prepared(task)
+        except DatasetNotPreparedError as e:
+            missing.setdefault(str(e), []).append(run_id)
+    if missing:
+        raise TablesError("the paper-scale runs need data that is not prepared:\n" + "\n".join(
+            f"runs {sorted(ids)}: {message}" for message, ids in missing.items()))
 
 
 def agreement(table: Mapping[str, Any], rows: Sequence[RowResult]) -> list[dict[str, Any]]:

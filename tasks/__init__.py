@@ -96,6 +96,20 @@ def num_examples(task_or_mixture: str, split: str) -> int:
     return total
 
 
+def check_prepared(task_or_mixture: str) -> None:
+    """Raises ``tasks.pretraining.DatasetNotPreparedError`` (naming the ``tfds build``
+    command) if a TFDS dataset that the task or mixture reads is not prepared."""
+    import seqio
+
+    from tasks.pretraining import PreparedTfdsDataSource
+
+    provider = _provider(task_or_mixture)
+    members = provider.tasks if isinstance(provider, seqio.Mixture) else [provider]
+    for task in members:
+        if isinstance(task.source, PreparedTfdsDataSource):
+            task.source.check_prepared()
+
+
 def get_stats(task_or_mixture: str) -> dict[str, int]:
     """Counters of what the pipelines of this task/mixture truncated, skipped or dropped.
 

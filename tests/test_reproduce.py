@@ -245,3 +245,12 @@ def test_each_demo_table_runs_end_to_end_on_tiny_budgets(tmp_path_factory, name)
         assert os.path.exists(os.path.join(out, "demo", f"{name}_layer_weights.png"))
     with open(os.path.join(out, "demo", f"{name}.md")) as f:
         assert f.read().startswith(f"# {table['title']}")
+
+
+def test_full_scale_names_the_datasets_to_prepare_before_any_run(doc, monkeypatch):
+    def no_training(self, run_id, _stack=()):
+        pytest.skip("WMT14 is prepared on this machine: nothing to check")
+
+    monkeypatch.setattr(reproduce.GroupRunner, "ensure", no_training)
+    with pytest.raises(reproduce.TablesError, match=r"not prepared(.|\n)*tfds build wmt14"):
+        reproduce.run_table(doc, "transformer_table2", "full", log=lambda _: None)
