@@ -9,7 +9,8 @@ source (paper, table, row; ``check`` says how it was verified: V-code / V-text /
 R = not yet checked against the PDF) and, per scale, the run that measures our side. The
 runs are gin runs of one *run group* (a root folder of model dirs): ``pretrain_lm.train``
 with the group's gin files plus the run's bindings, ``--results_json`` beside the
-checkpoints, or ``pretrain_lm.ensemble`` over other runs. A binding ``'{run:ID}'`` is the
+checkpoints, ``pretrain_lm.ensemble`` over other runs, or ``pretrain_lm.decode`` of a
+trained run (BLEU). A binding ``'{run:ID}'`` is the
 model dir of run ID of the group, which then runs first (ULMFiT's three stages, the biLM
 under TagLM, BERT pre-training under fine-tuning). Runs with ``seeds`` run once per seed
 (``SEED`` macro); a row's value is then their mean ± sample standard deviation.
@@ -118,7 +119,7 @@ def load_tables(path: str = TABLES_FILE) -> dict[str, Any]:
 
 
 def _references(run: Mapping[str, Any], run_id: str) -> list[str]:
-    refs = list(run.get("members", []))
+    refs = list(run.get("members", [])) + ([run["of"]] if "of" in run else [])
     for value in run.get("bindings", {}).values():
         if isinstance(value, str):
             refs += _RUN_REF.findall(value)
@@ -203,7 +204,10 @@ class GroupRunner:
         return self.group["runs"][run_id]
 
     def model_dirs(self, run_id: str) -> list[str]:
-        """The run's model dir, one per seed for a seeded run."""
+        """The run's model dir, one per seed for a seeded run (a ``decode`` run writes
+        into the model dirs of the run it decodes)."""
+        if self.spec(run_id).get("kind") == "decode":
+            return self.model_dirs(self.spec(run_id)["of"])
         base = os.path.join(self.root, run_id)
         seeds = self.spec(run_id).get("seeds")
         return [f"{base}-seed_{s}" for s in seeds] if seeds else [base]
@@ -229,6 +233,11 @@ class GroupRunner:
             return ["python", "-m", "pretrain_lm.ensemble",
                     *[f"--model_dir={m}" for m in members],
                     f"--split={spec.get('split', 'validation')}", f"--output_dir={model_dir}"]
+        if spec.get("kind") == "decode":  # the trained run's own configuration
+            train = self.command(spec["of"], index)[3:-1]
+            return ["python", "-m", "pretrain_lm.decode", *train,
+                    f"--split={spec.get('split', 'validation')}",
+                    *[f"--{k}={v}" for k, v in spec.get("flags", {}).items()]]
         gin_files = spec.get("gin_file", self.group.get("gin_file"))
         if not gin_files:
             raise TablesError(f"run {self.name}/{run_id} has no gin_file (nor its group).")
@@ -243,6 +252,9 @@ class GroupRunner:
         spec = self.spec(run_id)
         if spec.get("kind") == "ensemble":
             return os.path.join(model_dir, f"ensemble_{spec.get('split', 'validation')}.json")
+        if spec.get("kind") == "decode":
+            return os.path.join(model_dir, f"decode_{spec.get('split', 'validation')}",
+                                "bleu.json")
         return os.path.join(model_dir, "results.json")
 
     def ensure(self, run_id: str, _stack: tuple[str, ...] = ()) -> None:

@@ -54,8 +54,8 @@ def _all_commands(doc):
     for group_name, group in doc["run_groups"].items():
         runner = reproduce.GroupRunner(group_name, group, "/tmp/reproduce_parse")
         for run_id, spec in group["runs"].items():
-            if spec.get("kind") != "ensemble":
-                yield group_name, run_id, runner.command(run_id)
+            if spec.get("kind") != "ensemble":  # train and decode runs read gin
+                yield group_name, run_id, runner.command(run_id), runner.model_dirs(run_id)
 
 
 def test_every_run_parses_as_a_gin_configuration(doc):
@@ -63,7 +63,7 @@ def test_every_run_parses_as_a_gin_configuration(doc):
     commands = list(_all_commands(doc))
     assert len(commands) > 30
     scales = set()
-    for group_name, run_id, command in commands:
+    for group_name, run_id, command, model_dirs in commands:
         gin_files = [c.split("=", 1)[1] for c in command if c.startswith("--gin_file=")]
         bindings = [b.split("=", 1)[1] for b in gin_utils.rewrite_gin_args(command)
                     if b.startswith("--gin_bindings=")]
@@ -72,8 +72,7 @@ def test_every_run_parses_as_a_gin_configuration(doc):
             gin_utils.parse(gin_files, bindings)
         except Exception as e:  # name the run in the failure
             pytest.fail(f"{group_name}/{run_id}: {e}")
-        assert gin_utils.macro("MODEL_DIR").endswith(run_id) or "-seed_" in str(
-            gin_utils.macro("MODEL_DIR"))
+        assert gin_utils.macro("MODEL_DIR") == model_dirs[0], (group_name, run_id)
         scales.add(doc["run_groups"][group_name]["scale"])
     gin.clear_config()
     assert scales == {"demo", "full"}
