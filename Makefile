@@ -8,7 +8,7 @@ FINETUNE_DIR ?= runs/demo_finetune_minilm
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export JAX_PLATFORMS ?= cpu
 
-.PHONY: install demo finetune-demo test test-slow bench lint clean
+.PHONY: install demo finetune-demo reproduce-demo test test-slow bench lint clean
 
 install: $(STAMP)
 
@@ -32,6 +32,9 @@ finetune-demo: install
 	$(PY) -m pretrain_lm.evaluate \
 	  --gin_file=gin_configs/demo/finetune_minilm_austen_novels.gin \
 	  --gin.MODEL_DIR=$(FINETUNE_DIR) --split=test
+
+reproduce-demo: install   # every paper table at demo scale -> results/reproduce/demo (hours)
+	$(PY) -m pretrain_lm.reproduce --all --scale=demo
 
 test: install
 	$(PY) -m pytest -q --durations=15 tests

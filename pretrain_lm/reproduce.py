@@ -1,7 +1,7 @@
 r"""Reproduce the papers' tables: our numbers beside the papers', with plots.
 
     python -m pretrain_lm.reproduce --list
-    python -m pretrain_lm.reproduce TABLE [TABLE ...] [--scale=demo|full] \
+    python -m pretrain_lm.reproduce TABLE [TABLE ...] | --all  [--scale=demo|full] \
       [--model_dir=ROOT] [--results_dir=results/reproduce] [--dry_run] [--gin.X=V ...]
 
 Each table lives in ``data/paper_tables.json``: its rows carry the paper's number with its
@@ -645,11 +645,13 @@ def main(argv: list[str]) -> None:
     if values.list:
         print(list_tables(doc))
         return
-    names = argv[1:]
-    if not names:
-        sys.exit("error: name a table (python -m pretrain_lm.reproduce --list names them).")
     if values.scale not in SCALES:
         sys.exit(f"error: --scale={values.scale}: choose one of {SCALES}.")
+    names = argv[1:] or ([n for n, t in doc["tables"].items()
+                          if "unavailable" not in t[values.scale]] if values.all else [])
+    if not names or (values.all and argv[1:]):
+        sys.exit("error: name tables, or give --all (python -m pretrain_lm.reproduce --list "
+                 "names them).")
     gin_utils.quiet_library_logs()
     invocation = " ".join(["python -m pretrain_lm.reproduce",
                            *(shlex.quote(a) for a in sys.argv[1:])])
@@ -671,6 +673,7 @@ if __name__ == "__main__":
     from absl import app, flags
 
     flags.DEFINE_bool("list", False, "Name the tables and exit.")
+    flags.DEFINE_bool("all", False, "Every table that runs at --scale.")
     flags.DEFINE_string("scale", "demo", "demo (shipped data, CPU minutes) or full (the "
                         "papers' settings; needs the real datasets).")
     flags.DEFINE_string("model_dir", None, "Root of the runs: ROOT/<run group>/<run> "
