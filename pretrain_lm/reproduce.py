@@ -187,6 +187,8 @@ class GroupRunner:
       name: the group's name in the data file; ``group`` its entry.
       root: folder of the group's model dirs (default: the group's ``root``).
       extra_bindings: gin bindings added last to every training run.
+      decode_flags: ``pretrain_lm.decode`` flags added to every decode run
+        (``max_examples=50``: tiny budgets).
       dry_run: print the commands, run nothing.
       log: where progress lines go.
     """
@@ -197,6 +199,7 @@ class GroupRunner:
     extra_bindings: Sequence[str] = ()
     dry_run: bool = False
     log: Callable[[str], None] = print
+    decode_flags: Sequence[str] = ()
     commands: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     _done: set[str] = dataclasses.field(default_factory=set)
 
@@ -237,7 +240,8 @@ class GroupRunner:
             train = self.command(spec["of"], index)[3:-1]
             return ["python", "-m", "pretrain_lm.decode", *train,
                     f"--split={spec.get('split', 'validation')}",
-                    *[f"--{k}={v}" for k, v in spec.get("flags", {}).items()]]
+                    *[f"--{k}={v}" for k, v in spec.get("flags", {}).items()],
+                    *[f"--{f}" for f in self.decode_flags]]
         gin_files = spec.get("gin_file", self.group.get("gin_file"))
         if not gin_files:
             raise TablesError(f"run {self.name}/{run_id} has no gin_file (nor its group).")
@@ -340,7 +344,8 @@ def group_root(group: Mapping[str, Any], name: str, root: str | None) -> str:
 
 def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
               root: str | None = None, extra_bindings: Sequence[str] = (),
-              dry_run: bool = False, log: Callable[[str], None] = print
+              decode_flags: Sequence[str] = (), dry_run: bool = False,
+              log: Callable[[str], None] = print
               ) -> tuple[list[RowResult], dict[str, list[str]]]:
     """Makes every run the table's rows need at ``scale``; returns the rows and the
     command of every model dir involved."""
@@ -353,7 +358,7 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
                           f"{spec['unavailable']}.")
     group = doc["run_groups"][spec["group"]]
     runner = GroupRunner(spec["group"], group, group_root(group, spec["group"], root),
-                         extra_bindings, dry_run, log)
+                         extra_bindings, dry_run, log, decode_flags)
     if scale == "full" and not dry_run:
         check_data(runner, [_row_run(r, scale)["run"] for r in table["rows"]
                             if r.get(scale) is not None])
@@ -595,15 +600,17 @@ def write_index(out_dir: str, doc: Mapping[str, Any], scale: str) -> str:
 
 def reproduce(names: Sequence[str], scale: str = "demo", *, root: str | None = None,
               results_dir: str = os.path.join("results", "reproduce"),
-              extra_bindings: Sequence[str] = (), dry_run: bool = False,
-              invocation: str = "", doc: Mapping[str, Any] | None = None) -> dict[str, str]:
+              extra_bindings: Sequence[str] = (), decode_flags: Sequence[str] = (),
+              dry_run: bool = False, invocation: str = "",
+              doc: Mapping[str, Any] | None = None) -> dict[str, str]:
     """Runs and reports each table; returns ``{table: markdown}``."""
     doc = doc or load_tables()
     out_dir = os.path.join(results_dir, scale)
     reports = {}
     for name in names:
         rows, commands = run_table(doc, name, scale, root=root,
-                                   extra_bindings=extra_bindings, dry_run=dry_run)
+                                   extra_bindings=extra_bindings, decode_flags=decode_flags,
+                                   dry_run=dry_run)
         if dry_run:
             continue
         table = doc["tables"][name]
@@ -658,7 +665,8 @@ def main(argv: list[str]) -> None:
     try:
         reports = reproduce(names, values.scale, root=values.model_dir,
                             results_dir=values.results_dir,
-                            extra_bindings=values.gin_bindings, dry_run=values.dry_run,
+                            extra_bindings=values.gin_bindings,
+                            decode_flags=values.decode_flag, dry_run=values.dry_run,
                             invocation=invocation, doc=doc)
     except (TablesError, RunFailedError) as e:
         sys.exit(f"error: {e}")
@@ -683,6 +691,8 @@ if __name__ == "__main__":
     flags.DEFINE_bool("dry_run", False, "Print the commands of missing runs; run nothing.")
     flags.DEFINE_multi_string("gin_bindings", [], "Added to every training run "
                               "(--gin.X=V is rewritten to these).")
+    flags.DEFINE_multi_string("decode_flag", [], "NAME=VALUE added to every decode run "
+                              "(e.g. max_examples=50).")
     from pretrain_lm import gin_utils
 
     app.run(main, argv=gin_utils.main_argv())

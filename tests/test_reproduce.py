@@ -227,7 +227,7 @@ def test_each_demo_table_runs_end_to_end_on_tiny_budgets(tmp_path_factory, name)
     root = str(tmp_path_factory.getbasetemp() / "runs")  # shared: tables share runs
     out = str(tmp_path_factory.mktemp("results"))
     args = [sys.executable, "-m", "pretrain_lm.reproduce", name, "--scale=demo",
-            f"--model_dir={root}", f"--results_dir={out}",
+            f"--model_dir={root}", f"--results_dir={out}", "--decode_flag=max_examples=16",
             *[f"--gin_bindings={b}" for b in TINY[name]]]
     done = subprocess.run(args, capture_output=True, text=True, cwd=reproduce.ROOT)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
