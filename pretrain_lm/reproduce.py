@@ -425,7 +425,8 @@ def check_data(runner: GroupRunner, run_ids: Sequence[str]) -> None:
 def agreement(table: Mapping[str, Any], rows: Sequence[RowResult]) -> list[dict[str, Any]]:
     """For each direction of the table: the paper's numbers, ours, and a verdict:
     ``agrees``, ``disagrees``, ``within seed noise`` (the gap is below the combined seed
-    standard deviation) or ``not run``."""
+    standard deviation; a row run with one seed takes the other row's spread) or
+    ``not run``. Rows without repeats on either side are judged by the sign alone."""
     by_id = {r.id: r for r in rows}
     verdicts = []
     for direction in table.get("directions", []):
@@ -444,15 +445,16 @@ def agreement(table: Mapping[str, Any], rows: Sequence[RowResult]) -> list[dict[
             out["detail"] = f"relative gap {gap:.1%} (tolerance {tolerance:.0%})"
         else:
             gap = (a.ours - b.ours) * (1 if a.higher_is_better else -1)
-            noise = math.hypot(a.ours_std or 0.0, b.ours_std or 0.0)
+            # A row run once borrows the seed spread of the row it is compared with.
+            std_a, std_b = a.ours_std or b.ours_std, b.ours_std or a.ours_std
+            noise = math.hypot(std_a or 0.0, std_b or 0.0)
             if noise and abs(gap) <= noise:
                 out["verdict"] = "within seed noise"
             else:
                 out["verdict"] = "agrees" if gap > 0 else "disagrees"
-            seeds = min(a.seeds, b.seeds)
             out["detail"] = (f"gap {gap:+.2f} in the better direction"
-                             + (f", seed std {noise:.2f} ({seeds} seeds)" if noise else
-                                " (one seed)" if seeds == 1 else ""))
+                             + (f", seed noise {noise:.2f} (seeds {a.seeds} and {b.seeds})"
+                                if noise else " (one seed)"))
         verdicts.append(out)
     return verdicts
 

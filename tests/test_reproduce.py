@@ -143,6 +143,11 @@ def test_direction_verdicts():
     verdicts = [v["verdict"] for v in reproduce.agreement(table, rows)]
     assert verdicts == ["agrees", "disagrees", "within seed noise", "not run", "agrees",
                         "disagrees"]
+    # A single-seed row borrows the repeated row's spread: 90.0 ± 0.5 vs 89.4 once.
+    once = [_row("a", 90.0, 0.5, 2), _row("b", 89.4), _row("c", 88.0)]
+    assert [v["verdict"] for v in reproduce.agreement(
+        {"directions": table["directions"][:3]}, once)] == [
+        "within seed noise", "within seed noise", "agrees"]
     # Lower is better (perplexity, error): the better row must be the smaller one.
     low = [_row("a", 5.0, hib=False), _row("b", 6.0, hib=False)]
     assert reproduce.agreement({"directions": table["directions"][:2]}, low)[0][
