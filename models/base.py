@@ -99,9 +99,23 @@ class Seq2SeqObjective(Model):
     MT-LSTM): label-smoothed cross-entropy of each next target piece, the unsmoothed
     negative log-likelihood and token accuracy as metrics, perplexity derived from the
     NLL. Subclasses give ``apply`` (logits ``[b, t, vocab]`` of seqio's
-    ``EncDecFeatureConverter`` batches) and a ``label_smoothing`` attribute."""
+    ``EncDecFeatureConverter`` batches) and ``label_smoothing``, ``max_source_length``
+    and ``max_target_length`` attributes."""
 
     label_smoothing: float
+    max_source_length: int
+    max_target_length: int
+
+    def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
+        source = (batch_size, self.max_source_length)
+        target = (batch_size, self.max_target_length)
+        return {"encoder_input_tokens": np.ones(source, np.int32),
+                "decoder_target_tokens": np.ones(target, np.int32),
+                "decoder_input_tokens": np.ones(target, np.int32),
+                "decoder_loss_weights": np.ones(target, np.float32)}
+
+    def tokens_per_example(self, batch: Mapping[str, np.ndarray]) -> int:
+        return int(batch["decoder_target_tokens"].shape[-1])
 
     @abc.abstractmethod
     def apply(self, params: dict, batch: Batch, *, rng: Array | None = None,

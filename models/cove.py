@@ -277,17 +277,6 @@ class CoVeTranslationModel(Seq2SeqObjective):
                 "(translate_en_de_debian_l10n_cove), and CoVeTranslationModel.word_vectors = "
                 "@translation.source_word_vectors() for that task.")
 
-    def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
-        source = (batch_size, self.max_source_length)
-        target = (batch_size, self.max_target_length)
-        return {"encoder_input_tokens": np.ones(source, np.int32),
-                "decoder_target_tokens": np.ones(target, np.int32),
-                "decoder_input_tokens": np.ones(target, np.int32),
-                "decoder_loss_weights": np.ones(target, np.float32)}
-
-    def tokens_per_example(self, batch: Any) -> int:
-        return int(batch["decoder_target_tokens"].shape[-1])
-
     def source_vectors(self, source_ids: Array) -> Array:
         """The fixed word vectors ``[b, s, vector_dim]`` of source word ids."""
         return jnp.take(jnp.asarray(self.vector_table()), source_ids, axis=0)

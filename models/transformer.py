@@ -21,7 +21,6 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Callable
-from typing import Any
 
 import flax.linen as nn
 import jax
@@ -232,17 +231,6 @@ class TranslationModel(Seq2SeqObjective):
     @property
     def input_vocab_size(self) -> int:
         return self.config.vocab_size
-
-    def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
-        source = (batch_size, self.max_source_length)
-        target = (batch_size, self.max_target_length)
-        return {"encoder_input_tokens": np.ones(source, np.int32),
-                "decoder_target_tokens": np.ones(target, np.int32),
-                "decoder_input_tokens": np.ones(target, np.int32),
-                "decoder_loss_weights": np.ones(target, np.float32)}
-
-    def tokens_per_example(self, batch: Any) -> int:
-        return int(batch["decoder_target_tokens"].shape[-1])
 
     def init(self, rng: Array, batch: Batch) -> dict:
         params_rng, dropout_rng = jax.random.split(rng)

@@ -17,7 +17,8 @@ under TagLM, BERT pre-training under fine-tuning). Runs with ``seeds`` run once 
 
 A run that already has its results is not run again, so rerunning a table only fills in
 what is missing, and tables that share a group (TagLM and ELMo, the two Transformer tables)
-share runs. ``--gin.X=V`` is added to every training run (e.g. tiny budgets).
+share runs. ``--gin.X=V`` is added to every training run and ``--decode_flag=NAME=V`` to
+every decode run (e.g. tiny budgets: ``--gin.TRAIN_STEPS=3 --decode_flag=max_examples=16``).
 
 Written to ``RESULTS_DIR/SCALE/``: ``TABLE.md`` (paper | ours | run, the exact commands,
 and for each ablation direction the paper states whether ours agrees, disagrees or is
