@@ -93,8 +93,10 @@ def load_tables(path: str = TABLES_FILE) -> dict[str, Any]:
                 raise TablesError(f"{where} needs a 'label' and a 'source'.")
             if row.get("check") not in CHECKS:
                 raise TablesError(f"{where}: 'check' must be one of {CHECKS}.")
-            if row["paper"] is not None and not isinstance(row["paper"], int | float):
-                raise TablesError(f"{where}: 'paper' must be a number or null.")
+            if "paper" not in row or (row["paper"] is not None
+                                      and not isinstance(row["paper"], int | float)):
+                raise TablesError(f"{where}: 'paper' must be a number, or null where the "
+                                  "paper reports none.")
             for scale in SCALES:
                 spec = table[scale]
                 if row.get(scale) is None or "unavailable" in spec:

@@ -110,6 +110,8 @@ def _write(tmp_path, doc) -> str:
 @pytest.mark.parametrize("breakage, message", [
     (lambda d: d["tables"]["taglm_lm_ablation"]["rows"][0].pop("source"), "needs a 'label'"),
     (lambda d: d["tables"]["taglm_lm_ablation"]["rows"][0].update(check="maybe"), "'check'"),
+    (lambda d: d["tables"]["taglm_lm_ablation"]["rows"][0].pop("paper"), "'paper' must be"),
+    (lambda d: d["tables"]["taglm_lm_ablation"]["rows"][0].update(paper="91"), "'paper' must"),
     (lambda d: d["tables"]["taglm_lm_ablation"]["rows"][0].update(demo="lm_nope"),
      "run 'lm_nope' is not in group"),
     (lambda d: d["run_groups"]["ulmfit_austen"]["runs"]["3_classifier"]["bindings"].update(
