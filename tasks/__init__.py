@@ -24,9 +24,10 @@ if typing.TYPE_CHECKING:
 __all__ = ["get_dataset", "get_stats", "get_vocabulary", "preprocessors", "pretraining", "vocab"]
 
 _SUBMODULES = (
-    "bilm", "conll", "corpus", "finetuning", "glue", "imdb", "language_modeling", "learn_bpe",
-    "learn_vocab", "metrics", "preprocessors", "pretraining", "registry", "sample_text",
-    "squad", "tagging", "translation", "vocab", "word_vocab",
+    "benchmark_data", "benchmark_tasks", "bilm", "conll", "corpus", "finetuning", "glue",
+    "imdb", "language_modeling", "learn_bpe", "learn_vocab", "metrics", "preprocessors",
+    "pretraining", "registry", "sample_text", "squad", "tagging", "translation", "vocab",
+    "word_vocab",
 )
 
 

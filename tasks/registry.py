@@ -32,6 +32,15 @@ Word-level NER for the TagLM / ELMo taggers (`tasks/tagging.py`): the shipped
 `ner_austen` (`data/ner/austen`), `ner_austen_unk_classes`, `ner_austen_vectors`
 (`data/vectors`), and TFDS `conll2003_ner_words` / `conll2003_ner_words_unk_classes`.
 
+Real benchmark files (`tasks/benchmark_tasks.py`, names `bench_*`, read from
+`$PRETRAIN_LM_DATA_DIR` and the `benchmarks` extra's packages, counts checked against the
+official ones): `bench_glue_{sst2,cola,mrpc,rte,wnli,stsb}_bert_uncased`,
+`bench_sst5_bert_uncased`, `bench_trec6_bert_uncased`, `bench_trec50_bert_uncased`,
+`bench_conll2003_ner_bert_uncased`, `bench_wnut16_ner_bert_uncased`,
+`bench_squad_v1_dev_bert_uncased`; word-level `bench_conll2003_ner_words[_unk_classes|
+_vectors]`, `bench_wnut16_ner_words`; `bench_multi30k_translate_en_de` (over
+`spm_en_de_4k`); `bench_ptb_lm_words`.
+
 TFDS tasks read from `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`) and stop with a
 `DatasetNotPreparedError` naming the `tfds build` command when the data is absent.
 Register tasks of your own with `tasks.pretraining.register_text_corpus_task` or
@@ -45,6 +54,7 @@ import os
 import seqio
 
 from tasks import (
+    benchmark_tasks,
     bilm,
     conll,
     glue,
@@ -142,8 +152,10 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
     # Word-level NER for the TagLM / ELMo taggers (tasks/tagging.py).
     tagging_names = tagging.register_austen_ner(DATA_DIR, WORD_VECTORS)
     tagging_names += tagging.register_conll2003_words(tfds_data_dir)
+    # The real benchmark files ($PRETRAIN_LM_DATA_DIR, benchmark packages; bench_*).
+    bench_names = benchmark_tasks.register_all(bert_vocab, "bert_uncased", en_de)
     return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names, *lm_names,
-                                        bilm_task.name, *tagging_names]
+                                        bilm_task.name, *tagging_names, *bench_names]
 
 
 NAMES = register_all()

