@@ -14,6 +14,19 @@ direction the documents were read in (``forward``, or ``backward`` for ULMFiT's 
 models); runs resumed, started or evaluated from the checkpoints must match both.
 ``restore_params`` reads the parameters, ``restore_params_and_state`` also the model state
 (batch-norm statistics) that an evaluation of a stateful model needs.
+
+Faults it survives (the README's "Reliability" table):
+
+* a step that cannot be read -- truncated or missing files, a missing item, no commit
+  marker (orbax's ``commit_success.txt``, written last) -- is moved aside to
+  ``checkpoints/damaged-step-N`` with the reason in ``DAMAGED.txt`` and a one-line
+  warning, and the newest intact step is restored instead (``restore_latest_intact``;
+  ``pretrain_lm.evaluate --checkpoint=all`` skips such steps); nothing is deleted;
+* a save interrupted by a kill leaves only orbax's temporary directory, which the next
+  run reports and discards: the newest complete step is what resumes;
+* a save that fails (disk full, permissions) stops the run with
+  :class:`CheckpointSaveError` naming the last complete step, and a model dir that
+  cannot be written is refused before training starts (``check_writable``).
 """
 
 from __future__ import annotations
@@ -21,6 +34,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import sys
+import traceback
+import uuid
 from typing import Any
 
 import jax
@@ -32,6 +48,71 @@ from etils import epath
 
 class CheckpointMismatchError(ValueError):
     """A checkpoint's parameters do not fit the model being trained."""
+
+
+class CheckpointDamagedError(RuntimeError):
+    """A model dir holds checkpoints, but none of them can be read."""
+
+
+class CheckpointSaveError(RuntimeError):
+    """A checkpoint could not be written (disk full, permissions, ...)."""
+
+
+COMMIT_MARKER = "commit_success.txt"  # orbax writes it last, then renames the step dir
+DAMAGED_PREFIX = "damaged-step-"
+DAMAGED_REASON_FILE = "DAMAGED.txt"
+ITEMS = ("state", "data")
+
+
+def check_writable(model_dir: str) -> None:
+    """Refuses a model dir that cannot be created or written, before any training.
+
+    Writes and removes a probe file, so permissions, read-only mounts and full disks
+    all show up here, as one error, rather than as a traceback at the first save.
+    """
+    if "://" in model_dir:  # object stores: permissions are checked by the first save
+        return
+    probe = os.path.join(model_dir, f".write-probe-{uuid.uuid4().hex}")
+    try:
+        os.makedirs(model_dir, exist_ok=True)
+        with open(probe, "w") as f:
+            f.write("probe\n")
+        os.remove(probe)
+    except OSError as e:
+        raise PermissionError(
+            f"The model dir {model_dir} cannot be written ({e.strerror or e}): checkpoints, "
+            "summaries and config.gin go there. Choose a writable --gin.MODEL_DIR (or fix "
+            "its permissions / free disk space).") from None
+
+
+def describe_damage(step_dir: epath.Path, items: tuple[str, ...] = ITEMS) -> str | None:
+    """Why ``step_dir`` is not a complete checkpoint (None if it looks intact).
+
+    Looks for the commit marker, each item's directory and marker, and empty files (no
+    file orbax writes is empty: a 0-byte file is what a full disk or an interrupted copy
+    leaves). Other damage to the array data shows when the step is read.
+    """
+    if not (step_dir / COMMIT_MARKER).exists():
+        return f"no commit marker ({COMMIT_MARKER})"
+    for item in items:
+        if not (step_dir / item).exists():
+            return f"the item {item!r} is missing"
+        if not (step_dir / item / COMMIT_MARKER).exists():
+            return f"the item {item!r} has no commit marker"
+    if "://" not in os.fspath(step_dir):  # local files: cheap to list
+        empty = [os.path.relpath(os.path.join(root, name), os.fspath(step_dir))
+                 for root, _, names in os.walk(os.fspath(step_dir)) for name in names
+                 if os.path.getsize(os.path.join(root, name)) == 0]
+        if empty:
+            more = f" and {len(empty) - 1} more" if len(empty) > 1 else ""
+            return f"the file {sorted(empty)[0]} is empty (truncated){more}"
+    return None
+
+
+def _first_line(error: BaseException) -> str:
+    """The gist of a (possibly several-kB tensorstore) error, on one line."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:300]}{'...' if len(text) > 300 else ''}"
 
 
 class DataIteratorHandler(ocp.CheckpointHandler):
@@ -124,6 +205,9 @@ class Checkpointer:
             model_dir = os.path.abspath(model_dir)
         self.directory = epath.Path(model_dir) / "checkpoints"
         self.save_every = save_every
+        self.read_only = read_only
+        if not read_only:
+            self._report_interrupted_saves()
         self.manager = ocp.CheckpointManager(
             self.directory,
             options=ocp.CheckpointManagerOptions(
@@ -132,21 +216,134 @@ class Checkpointer:
                 create=not read_only,
                 read_only=read_only,
                 enable_async_checkpointing=async_save,
+                # interrupted saves (reported above) are orbax temporary dirs, not steps
+                cleanup_tmp_directories=not read_only,
             ),
         )
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
+    def is_save_step(self, step: int) -> bool:
+        """Whether ``save(step, ...)`` writes a periodic checkpoint."""
+        return step % self.save_every == 0
+
     def save(self, step: int, state: Any, data_iterator: Any | None, *,
              force: bool = False) -> bool:
-        """Saves at multiples of ``save_every`` (any step with ``force``); True if saved."""
-        if not force and step % self.save_every:
+        """Saves at multiples of ``save_every`` (any step with ``force``); True if saved.
+
+        Saves are asynchronous: the arrays are copied off the devices before this
+        returns, and the files are written in the background. A failure -- of this save
+        or of an earlier one still being written -- raises :class:`CheckpointSaveError`.
+        """
+        if not force and not self.is_save_step(step):
             return False
         items = {"state": ocp.args.StandardSave(state)}
         if data_iterator is not None:
             items["data"] = DataIteratorSave(data_iterator)
-        return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        try:
+            return self.manager.save(step, args=ocp.args.Composite(**items), force=force)
+        except Exception as e:  # any failure to write is reported alike
+            raise CheckpointSaveError(
+                f"Saving the checkpoint of step {step} (or finishing an earlier save) in "
+                f"{self.directory} failed: {_first_line(e)}") from e
+
+    def intact_steps(self) -> list[int]:
+        """Steps on disk whose layout is complete (``describe_damage``), ascending."""
+        if not self.directory.exists():
+            return []
+        steps = [int(p.name) for p in self.directory.iterdir() if p.name.isdigit()]
+        return sorted(s for s in steps if describe_damage(self.directory / str(s)) is None)
+
+    def restore_latest_intact(self, abstract_state: Any, data_iterator: Any | None
+                              ) -> Any | None:
+        """The newest step that can be read (None when the model dir has no checkpoint).
+
+        Each newer step that cannot be read is moved aside (``quarantine``) with a
+        one-line warning; a checkpoint of another model (``CheckpointMismatchError``) is
+        not damage and stops the run. Raises :class:`CheckpointDamagedError` when
+        checkpoints were found but none could be read.
+        """
+        found = self._step_dirs()
+        if not found:
+            if self._damaged_dirs():
+                raise CheckpointDamagedError(self._nothing_intact_message([]))
+            return None
+        moved = []
+        _ignore_late_read_callbacks()
+        for step in sorted(found, reverse=True):
+            reason = describe_damage(self.directory / str(step),
+                                     ITEMS if data_iterator is not None else ITEMS[:1])
+            if reason is None:
+                try:
+                    return self.restore(step, abstract_state, data_iterator)
+                except CheckpointMismatchError:
+                    raise
+                except Exception as e:  # unreadable: set aside, go on
+                    reason = _first_line(e)
+                    detail = traceback.format_exc()
+            else:
+                detail = reason
+            moved.append(self.quarantine(step, reason, detail))
+        raise CheckpointDamagedError(self._nothing_intact_message(moved))
+
+    def quarantine(self, step: int, reason: str, detail: str = "") -> str:
+        """Moves step ``step`` aside to ``damaged-step-N`` (never deletes it), writes the
+        reason and ``detail`` (the full traceback) into it, and warns in one line."""
+        source = self.directory / str(step)
+        target = self.directory / f"{DAMAGED_PREFIX}{step}"
+        n = 1
+        while target.exists():
+            target = self.directory / f"{DAMAGED_PREFIX}{step}.{n}"
+            n += 1
+        if jax.process_index() == 0:
+            source.rename(target)
+            (target / DAMAGED_REASON_FILE).write_text(
+                f"Checkpoint step {step} could not be read: {reason}\n\n{detail}\n")
+        _sync_processes(f"quarantine_{step}")
+        logging.warning("Checkpoint step %d cannot be read (%s); moved aside to %s (details "
+                        "in its %s). Falling back to the previous step.", step, reason,
+                        target, DAMAGED_REASON_FILE)
+        self.manager.reload()
+        return target.name
+
+    def _step_dirs(self) -> list[int]:
+        if not self.directory.exists():
+            return []
+        return [int(p.name) for p in self.directory.iterdir() if p.name.isdigit()]
+
+    def _damaged_dirs(self) -> list[str]:
+        if not self.directory.exists():
+            return []
+        return sorted(p.name for p in self.directory.iterdir()
+                      if p.name.startswith(DAMAGED_PREFIX))
+
+    def _nothing_intact_message(self, moved: list[str]) -> str:
+        found = sorted(set(moved) | set(self._damaged_dirs()))
+        return (f"No intact checkpoint in {self.directory}: it holds {found} (set aside "
+                f"as damaged; each has a {DAMAGED_REASON_FILE} saying why). Nothing was "
+                "deleted. Restore a good copy of a step there, or move these away (or use "
+                "a fresh --gin.MODEL_DIR) to start from scratch.")
+
+    def _report_interrupted_saves(self) -> None:
+        if not self.directory.exists() or jax.process_index() != 0:
+            return
+        for path in sorted(self.directory.iterdir()):
+            if ".orbax-checkpoint-tmp" in path.name:
+                logging.warning("Found an interrupted save (%s): it never completed and is "
+                                "discarded; training resumes from the newest complete step.",
+                                path.name)
+
+    def close_after_error(self) -> int | None:
+        """Closes after a failed save or a stopped run; returns the newest complete step
+        on disk (what a relaunch resumes from)."""
+        for finish in (self.manager.wait_until_finished, self.manager.close):
+            try:
+                finish()
+            except Exception as e:  # the first error is being reported
+                logging.warning("While closing the checkpoint manager: %s", _first_line(e))
+        steps = self.intact_steps()
+        return steps[-1] if steps else None
 
     def restore(self, step: int, abstract_state: Any, data_iterator: Any | None) -> Any:
         """Restores ``step`` into shardings of ``abstract_state`` (and the iterator)."""
@@ -285,6 +482,36 @@ def check_vocabulary(model_dir: str, record: dict[str, Any]) -> None:
             f"or read {have}: DataConfig.reverse = {have == 'backward'} (ULMFiT gin files: "
             f"--gin.BACKWARD={have == 'backward'}; a backward run is evaluated with "
             "python -m pretrain_lm.ensemble, which reads each run's own direction).")
+
+
+def _ignore_late_read_callbacks() -> None:
+    """When a read of a damaged step fails, tensorstore still completes the step's other
+    reads and hands each result to orbax's event loop, which the failure has closed:
+    each prints a ``RuntimeError: Event loop is closed`` traceback as an unraisable
+    exception (hundreds for one checkpoint). Those reads belong to a step being set
+    aside, so only that error, raised by asyncio's closed-loop check, is kept out of the
+    log; every other unraisable exception prints as before."""
+    previous = sys.unraisablehook
+    if getattr(previous, "_ignores_closed_loop", False):
+        return
+
+    def hook(unraisable: Any) -> None:
+        value = unraisable.exc_value
+        frames = traceback.extract_tb(unraisable.exc_traceback)
+        if (isinstance(value, RuntimeError) and str(value) == "Event loop is closed"
+                and frames and frames[-1].name == "_check_closed"):
+            return
+        previous(unraisable)
+
+    hook._ignores_closed_loop = True  # type: ignore[attr-defined]
+    sys.unraisablehook = hook
+
+
+def _sync_processes(name: str) -> None:
+    if jax.process_count() > 1:
+        from jax.experimental import multihost_utils
+
+        multihost_utils.sync_global_devices(name)
 
 
 def _get(tree: Any, name: str) -> Any:

@@ -20,6 +20,7 @@ TensorFlow is imported only here and in ``tasks/``; the trainer sees numpy/jax.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -109,6 +110,7 @@ class DataIterator:
         per_process = num_shards // num_processes
         self.shards = list(range(process * per_process, (process + 1) * per_process))
         self.sharding = partitioner.batch_sharding()
+        self.batches_read = 0  # since the stream's start (checkpointed with it)
         self._iterators = [
             dataset_iterator.TfDatasetIterator(tasks.get_dataset(
                 config.task,
@@ -150,7 +152,15 @@ class DataIterator:
                                     shard, self.num_shards, self.config.task,
                                     self.config.split)
                 raise
+        self.batches_read += 1
         return {k: np.concatenate([np.asarray(p[k]) for p in parts]) for k in parts[0]}
+
+    def position(self) -> str:
+        """Where the next batch comes from, to find it again (e.g. a batch that gave a
+        non-finite loss): task, split, seed, input shards and batch index."""
+        return (f"task {self.config.task!r} split {self.config.split!r} (data seed "
+                f"{self.config.seed}), batch index {self.batches_read} of input shards "
+                f"{self.shards} of {self.num_shards}")
 
     def global_batch(self) -> dict[str, jax.Array]:
         """Next batch as global arrays (raises StopIteration at the end of the data)."""
@@ -163,6 +173,11 @@ class DataIterator:
         """Writes the position of each of this process's shards under ``directory``."""
         for shard, iterator in zip(self.shards, self._iterators, strict=True):
             iterator.save(self._shard_path(directory, shard))
+            with open(self._position_path(directory, shard), "w") as f:
+                json.dump({"batches_read": self.batches_read}, f)
+
+    def _position_path(self, directory: str, shard: int) -> str:
+        return os.path.join(directory, f"position_{shard}-of-{self.num_shards}.json")
 
     def restore(self, directory: str) -> None:
         """Restores the positions written by ``save`` (by any number of processes)."""
@@ -177,6 +192,10 @@ class DataIterator:
                     "another number of input shards: resume with the same "
                     "--gin.train/DataConfig.num_shards (default: the process count).")
             iterator.restore(path)
+            position = self._position_path(directory, shard)
+            if os.path.exists(position):  # older checkpoints have none
+                with open(position) as f:
+                    self.batches_read = int(json.load(f)["batches_read"])
 
 
 def to_global(local_batch: Mapping[str, np.ndarray], sharding: Any,

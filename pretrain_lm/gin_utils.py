@@ -147,17 +147,28 @@ def write_config(model_dir: str) -> str:
     return path
 
 
+def without_gin_context(error: BaseException) -> str:
+    """An exception's message without the ``In call to configurable ...`` line gin adds."""
+    return re.sub(r"\n\s*In call to configurable .*$", "", str(error), flags=re.DOTALL)
+
+
 def main_argv() -> list[str]:
     return rewrite_gin_args(sys.argv)
 
 
 class _QuietLibraries(logging_std.Filter):
-    """Drops library chatter: orbax's INFO lines and gin's per-search-path misses."""
+    """Drops library chatter: orbax's INFO lines (and its metadata warning on every
+    resume) and gin's per-search-path misses."""
 
     def filter(self, record: logging_std.LogRecord) -> bool:
         if "/gin/resource_reader" in record.pathname:
             return False  # a missing file is reported by gin_utils.parse itself
-        return record.levelno >= logging_std.WARNING or "/orbax/" not in record.pathname
+        if "/orbax/" not in record.pathname:
+            return True
+        # orbax warns on every resume that the composite metadata call cannot restore
+        # items by itself; the restore that follows names its handlers.
+        return (record.levelno >= logging_std.WARNING
+                and "but could not be restored" not in record.getMessage())
 
 
 def quiet_library_logs() -> None:

@@ -46,23 +46,27 @@ def main(argv: list[str]) -> None:
     try:
         gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value, _GIN_SEARCH_PATHS.value)
     except gin_utils.GinConfigError as e:
-        sys.exit(f"error: {e}")
+        sys.exit(f"error: {gin_utils.without_gin_context(e)}")
 
     import jax
 
-    from pretrain_lm import trainer
+    from pretrain_lm import checkpoints, nonfinite, trainer
 
     model_dir = gin_utils.macro("MODEL_DIR")
-    if model_dir and jax.process_index() == 0:
-        gin_utils.write_config(model_dir)
     try:
+        if model_dir:
+            checkpoints.check_writable(model_dir)
+        if model_dir and jax.process_index() == 0:
+            gin_utils.write_config(model_dir)
         results = gin.get_configurable(trainer.train)()
     except (ValueError, TypeError) as e:
         if "REQUIRED" in str(e) or "missing" in str(e):
             sys.exit(f"error: {e}\nBind the missing value in a gin file or with --gin.X=...")
         raise
-    except FileNotFoundError as e:  # a pretrained checkpoint or data file: the message says
-        sys.exit(f"error: {e}")      # what to make or prepare
+    except (FileNotFoundError, PermissionError,  # the message says what to make or fix
+            nonfinite.NonFiniteError, checkpoints.CheckpointSaveError,
+            checkpoints.CheckpointDamagedError) as e:
+        sys.exit(f"error: {gin_utils.without_gin_context(e)}")
     if jax.process_index() == 0:
         logging.info("Final metrics: %s", results)
         print(json.dumps(results, indent=1, sort_keys=True))

@@ -39,7 +39,7 @@ from clu import metric_writers
 from tqdm import tqdm
 
 from models.base import Metrics, Model
-from pretrain_lm import checkpoints, optimizers
+from pretrain_lm import checkpoints, nonfinite, optimizers
 from pretrain_lm.checkpoints import Checkpointer
 from pretrain_lm.data import DataConfig, DataIterator, to_global
 from pretrain_lm.partitioning import Partitioner
@@ -61,8 +61,10 @@ class Trainer:
 
     def __init__(self, model: Model, tx: optax.GradientTransformation,
                  partitioner: Partitioner, *, seed: int = 0,
-                 num_microbatches: int = 1, batch_size: int | None = None) -> None:
+                 num_microbatches: int = 1, batch_size: int | None = None,
+                 skip_nonfinite: bool = False) -> None:
         self.model = model
+        self.skip_nonfinite = skip_nonfinite
         self.tx = tx
         self.partitioner = partitioner
         self.seed = seed
@@ -113,21 +115,23 @@ class Trainer:
 
     # -- steps ------------------------------------------------------------
     def _grads(self, params: Any, model_state: Any, batch: dict, rng: jax.Array
-               ) -> tuple[Any, Metrics, Any]:
+               ) -> tuple[Any, Metrics, Any, jax.Array]:
         def loss_fn(p: Any) -> tuple[jax.Array, tuple[Metrics, Any]]:
             loss, metrics, new_state = self.model.loss_with_state(
                 p, model_state, batch, rng=rng, train=True)
             return loss, (metrics, new_state)
 
-        (_, (metrics, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-        return grads, metrics, new_state
+        (loss, (metrics, new_state)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+            params)
+        return grads, metrics, new_state, loss
 
     def _step(self, state: TrainState, batch: dict) -> tuple[TrainState, Metrics]:
         rng = jax.random.fold_in(jax.random.key(self.seed + 1), state.step)
         k = self.num_microbatches
         model_state = state.model_state
         if k == 1:
-            grads, metrics, model_state = self._grads(state.params, model_state, batch, rng)
+            grads, metrics, model_state, loss = self._grads(state.params, model_state,
+                                                            batch, rng)
         elif jax.tree.leaves(model_state):
             raise ValueError(f"{type(self.model).__name__} carries state from step to step; "
                              "train it with num_microbatches=1.")
@@ -137,20 +141,43 @@ class Trainer:
 
             def accumulate(carry: Any, inputs: tuple[int, dict]) -> tuple[Any, None]:
                 i, mb = inputs
-                g, m, _ = self._grads(state.params, model_state, mb, jax.random.fold_in(rng, i))
-                return jax.tree.map(jnp.add, carry, (g, m)), None
+                g, m, _, loss = self._grads(state.params, model_state, mb,
+                                            jax.random.fold_in(rng, i))
+                return jax.tree.map(jnp.add, carry, (g, m, loss)), None
 
             zero = jax.eval_shape(self._grads, state.params, model_state,
-                                  jax.tree.map(lambda x: x[0], micro), rng)[:2]
-            zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), zero)
-            (grads, metrics), _ = jax.lax.scan(accumulate, zero, (jnp.arange(k), micro))
+                                  jax.tree.map(lambda x: x[0], micro), rng)
+            zero = jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype),
+                                (zero[0], zero[1], zero[3]))
+            (grads, metrics, loss), _ = jax.lax.scan(accumulate, zero,
+                                                     (jnp.arange(k), micro))
             grads = jax.tree.map(lambda g: g / k, grads)
         updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         metrics = dict(metrics)
-        metrics["grad_norm"] = (optax.tree.norm(grads), jnp.ones(()))
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state,
-                          model_state=model_state), metrics
+        grad_norm = optax.tree.norm(grads)
+        metrics["grad_norm"] = (grad_norm, jnp.ones(()))
+        new_state = TrainState(step=state.step + 1, params=params, opt_state=opt_state,
+                               model_state=model_state)
+        # The non-finite guard's code (pretrain_lm.nonfinite): fetched lazily by the loop.
+        loss_bad, norm_bad = ~jnp.isfinite(loss), ~jnp.isfinite(grad_norm)
+        metrics[nonfinite.NONFINITE] = (
+            loss_bad.astype(jnp.int32) * nonfinite.LOSS_BIT
+            + norm_bad.astype(jnp.int32) * nonfinite.GRAD_NORM_BIT, jnp.zeros((), jnp.int32))
+        if self.skip_nonfinite:
+            # Drop the update: params, optimizer and model state stay bit-identical (only
+            # the step advances, with the data), and the step's metrics count for nothing.
+            finite = ~(loss_bad | norm_bad)
+            kept = jax.tree.map(lambda new, old: jnp.where(finite, new, old),
+                                (new_state.params, new_state.opt_state,
+                                 new_state.model_state),
+                                (state.params, state.opt_state, state.model_state))
+            new_state = new_state.replace(params=kept[0], opt_state=kept[1],
+                                          model_state=kept[2])
+            metrics = {name: value if name == nonfinite.NONFINITE else
+                       jax.tree.map(lambda x: jnp.where(finite, x, jnp.zeros_like(x)), value)
+                       for name, value in metrics.items()}
+        return new_state, metrics
 
     def _eval(self, params: Any, model_state: Any, batch: dict) -> tuple[Metrics, Any]:
         _, metrics, model_state = self.model.loss_with_state(
@@ -195,6 +222,7 @@ def accumulate_metrics(totals: Metrics | None, metrics: Metrics) -> Metrics:
 
 def average_metrics(totals: Metrics) -> dict[str, float]:
     """``{name: total / count}`` on the host (the one place metrics are synced)."""
+    totals = {k: v for k, v in totals.items() if k != nonfinite.NONFINITE}
     fetched = jax.device_get(totals)
     return {k: float(t) / max(float(c), 1e-12) for k, (t, c) in fetched.items()}
 
@@ -244,6 +272,8 @@ def train(
     log_every: int = 50,
     seed: int = 0,
     progress_bar: bool = True,
+    on_nonfinite: str = "stop",
+    max_consecutive_skips: int = 10,
 ) -> dict[str, float]:
     """Trains ``model`` on ``train_data`` for ``train_steps`` steps of ``batch_size`` examples.
 
@@ -274,6 +304,17 @@ def train(
       eval_every, eval_steps: evaluation interval and batches per evaluation.
       log_every: interval of console/TensorBoard training summaries.
       seed: parameter-init and dropout seed (the data seed is in ``DataConfig``).
+      on_nonfinite: a step whose loss or gradient norm is NaN/inf: ``'stop'`` the run
+        (``NonFiniteError`` naming the step, metric, learning rate and batch; the bad
+        state is never checkpointed) or ``'skip'`` its update (``pretrain_lm.nonfinite``).
+      max_consecutive_skips: ``'skip'`` mode stops after this many skipped steps in a row.
+
+    Raises:
+      NonFiniteError: see ``on_nonfinite``.
+      checkpoints.CheckpointSaveError: a checkpoint could not be written (disk full,
+        permissions); the message names the last complete checkpoint.
+      checkpoints.CheckpointDamagedError: ``model_dir`` holds checkpoints but none of
+        them can be read.
     """
     model.check_task(train_data.task)
     if eval_data is not None and eval_data.reverse != train_data.reverse:
@@ -285,10 +326,13 @@ def train(
     if batch_size % num_microbatches:
         raise ValueError(f"batch_size={batch_size} is not divisible by "
                          f"num_microbatches={num_microbatches}.")
+    checkpoints.check_writable(model_dir)
     partitioner = partitioner or Partitioner()
     opt = optimizer(total_steps=schedule_steps or train_steps)
+    guard = nonfinite.NonFiniteGuard(on_nonfinite, max_consecutive_skips=max_consecutive_skips,
+                                     learning_rate=opt.learning_rate)
     trainer = Trainer(model, opt.tx, partitioner, seed=seed, num_microbatches=num_microbatches,
-                      batch_size=batch_size)
+                      batch_size=batch_size, skip_nonfinite=on_nonfinite == "skip")
     is_chief = jax.process_index() == 0
     train_writer = metric_writers.create_default_writer(
         os.path.join(model_dir, "train"), just_logging=not is_chief)
@@ -302,10 +346,9 @@ def train(
     if is_chief:  # the vocabulary and the reading direction, checked on resume
         checkpoints.record_vocabulary(model_dir, train_data.vocabulary_record())
     checkpointer = Checkpointer(model_dir, save_every=checkpoint_every, keep=keep_checkpoints)
-    latest = checkpointer.latest_step()
-    if latest is not None:
-        state = checkpointer.restore(latest, trainer.abstract_state, train_iter)
-        logging.info("Resuming from step %d", latest)
+    state = checkpointer.restore_latest_intact(trainer.abstract_state, train_iter)
+    if state is not None:
+        logging.info("Resuming from step %d", int(jax.device_get(state.step)))
     elif init_from:
         state = checkpoints.restore_from(init_from, trainer.abstract_state)
         logging.info("Starting from %s at step %d", init_from, int(jax.device_get(state.step)))
@@ -349,38 +392,63 @@ def train(
                      eval_data.task, eval_data.split)
         final.update(run_eval(start_step))
     step = start_step
-    with _PreemptionFlag() as preemption:
-        for step in range(start_step + 1, train_steps + 1):
-            state, metrics = trainer.train_step(state, train_iter.global_batch())
-            totals = accumulate_metrics(totals, metrics)
-            bar.update(1)
-            if step % log_every == 0 or step == train_steps:
-                summary = trainer.summarize(totals)
-                now = time.perf_counter()
-                steps_per_sec = (step - last_log_step) / max(now - last_log_time, 1e-9)
-                summary["steps_per_sec"] = steps_per_sec
-                summary["tokens_per_sec"] = steps_per_sec * tokens_per_batch
-                summary["learning_rate"] = float(opt.learning_rate(step - 1))
-                train_writer.write_scalars(step, summary)
-                if is_chief:
-                    _append_jsonl(os.path.join(model_dir, "train", "metrics.jsonl"),
-                                  {"step": step, **summary})
-                bar.set_postfix(loss=f"{summary['loss']:.3f}",
-                                tok_s=f"{summary['tokens_per_sec']:.0f}")
-                final.update({f"train/{k}": v for k, v in summary.items()})
-                totals, last_log_time, last_log_step = None, time.perf_counter(), step
-            checkpointer.save(step, state, train_iter)
-            if eval_every and (step % eval_every == 0 or step == train_steps):
-                final.update(run_eval(step))
-            if preemption.requested:
-                logging.warning("SIGTERM: saving a checkpoint at step %d and exiting.", step)
-                checkpointer.save(step, state, train_iter, force=True)
-                break
-    bar.close()
-    if step == train_steps and checkpointer.latest_step() != train_steps:
-        checkpointer.save(train_steps, state, train_iter, force=True)
-    checkpointer.close()
-    train_writer.flush()
+    skipped_in_window = 0
+    try:
+        with _PreemptionFlag() as preemption:
+            for step in range(start_step + 1, train_steps + 1):
+                position = train_iter.position()
+                state, metrics = trainer.train_step(state, train_iter.global_batch())
+                guard.record(step, metrics.pop(nonfinite.NONFINITE)[0], position)
+                totals = accumulate_metrics(totals, metrics)
+                bar.update(1)
+                if step % log_every == 0 or step == train_steps:
+                    skipped_in_window += guard.check()
+                    summary = trainer.summarize(totals)
+                    if skipped_in_window == step - last_log_step:  # nothing trained
+                        summary = {}
+                    now = time.perf_counter()
+                    steps_per_sec = (step - last_log_step) / max(now - last_log_time, 1e-9)
+                    summary["steps_per_sec"] = steps_per_sec
+                    summary["tokens_per_sec"] = steps_per_sec * tokens_per_batch
+                    summary["learning_rate"] = float(opt.learning_rate(step - 1))
+                    if on_nonfinite == "skip":
+                        summary["skipped_nonfinite"] = float(skipped_in_window)
+                    train_writer.write_scalars(step, summary)
+                    if is_chief:
+                        _append_jsonl(os.path.join(model_dir, "train", "metrics.jsonl"),
+                                      {"step": step, **summary})
+                    if "loss" in summary:
+                        bar.set_postfix(loss=f"{summary['loss']:.3f}",
+                                        tok_s=f"{summary['tokens_per_sec']:.0f}")
+                    final.update({f"train/{k}": v for k, v in summary.items()})
+                    totals, last_log_time, last_log_step = None, time.perf_counter(), step
+                    skipped_in_window = 0
+                if checkpointer.is_save_step(step):
+                    skipped_in_window += guard.check()  # never checkpoint a bad state
+                checkpointer.save(step, state, train_iter)
+                if eval_every and (step % eval_every == 0 or step == train_steps):
+                    skipped_in_window += guard.check()
+                    final.update(run_eval(step))
+                if preemption.requested:
+                    logging.warning("SIGTERM: saving a checkpoint at step %d and exiting.",
+                                    step)
+                    skipped_in_window += guard.check()
+                    checkpointer.save(step, state, train_iter, force=True)
+                    break
+        bar.close()
+        if step == train_steps and checkpointer.latest_step() != train_steps:
+            guard.check()
+            checkpointer.save(train_steps, state, train_iter, force=True)
+        checkpointer.close()
+    except (nonfinite.NonFiniteError, checkpoints.CheckpointSaveError) as error:
+        bar.close()
+        last_good = checkpointer.close_after_error()
+        where = (f"step {last_good} in {checkpointer.directory}" if last_good is not None
+                 else f"none in {checkpointer.directory}")
+        raise type(error)(f"{error}\nThe newest complete checkpoint: {where}.") from None
+    finally:
+        train_writer.flush()
+        eval_writer.flush()
     return final
 
 

@@ -195,15 +195,17 @@ def squad_exact(prediction: str, gold: str) -> float:
     return float(normalize_answer(prediction) == normalize_answer(gold))
 
 
-def squad_f1(prediction: str, gold: str) -> float:
-    """Token-level F1 (0..1) of the normalized answers, as in evaluate-v2.0.py.
+def squad_f1(prediction: str, gold: str, *, version: int = 2) -> float:
+    """Token-level F1 (0..1) of the normalized answers.
 
-    If either normalized answer has no tokens (a no-answer), F1 is 1.0 when both are
-    empty and 0.0 otherwise.
+    ``version=2`` (evaluate-v2.0.py): if either normalized answer has no tokens (a
+    no-answer), F1 is 1.0 when both are empty and 0.0 otherwise. ``version=1``
+    (evaluate-v1.1.py): no tokens in common is F1 0.0, even when both are empty (a gold
+    answer such as "the" or "." normalizes to nothing and can never score F1).
     """
     pred_toks = _tokens(prediction)
     gold_toks = _tokens(gold)
-    if not pred_toks or not gold_toks:
+    if version == 2 and (not pred_toks or not gold_toks):
         return float(pred_toks == gold_toks)
     common = collections.Counter(pred_toks) & collections.Counter(gold_toks)
     num_same = sum(common.values())
@@ -215,7 +217,9 @@ def squad_f1(prediction: str, gold: str) -> float:
 
 
 def squad_v1(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> dict[str, float]:
-    """SQuAD v1.1 exact match and F1: each prediction is scored against its best gold.
+    """SQuAD v1.1 exact match and F1, as evaluate-v1.1.py scores them: each prediction
+    against its best gold. Unlike v2.0, a gold that normalizes to nothing ("the", ".")
+    matches an empty prediction exactly (EM 1) but scores F1 0.
 
     `targets[i]` is the list of gold answer strings of question i (at least one).
     """
@@ -230,7 +234,7 @@ def squad_v1(targets: Sequence[Sequence[str]], predictions: Sequence[str]) -> di
                 "(use squad_v2 for unanswerable questions)."
             )
         exact += max(squad_exact(pred, g) for g in golds)
-        f1 += max(squad_f1(pred, g) for g in golds)
+        f1 += max(squad_f1(pred, g, version=1) for g in golds)
     return {"exact_match": 100.0 * exact / n, "f1": 100.0 * f1 / n}
 
 

@@ -52,6 +52,29 @@ def test_squad_v1_max_over_golds():
     assert result["f1"] == pytest.approx(100 * (1 + 6 / 7) / 2)
 
 
+def test_squad_v1_golds_that_normalize_to_nothing():
+    # evaluate-v1.1.py: exact_match_score = (normalize(pred) == normalize(gold));
+    # f1_score returns 0 when the two token lists share no token, *before* any
+    # precision/recall -- so a gold that normalizes to "" ("the", ".") never scores F1,
+    # while EM compares the two (possibly empty) strings.
+    # gold "the" -> "", pred "a" -> "": EM 1, F1 0 (100 / 0 on one question).
+    assert metrics.squad_v1([["the"]], ["a"]) == {"exact_match": 100.0, "f1": 0.0}
+    # gold "." -> "", pred "Paris" -> "paris": EM 0, F1 0.
+    assert metrics.squad_v1([["."]], ["Paris"]) == {"exact_match": 0.0, "f1": 0.0}
+    # The best gold wins per metric: golds [".", "Paris"], pred "" ->
+    #   vs "."    : EM 1 (both ""), F1 0;  vs "Paris": EM 0, F1 0  -> EM 1, F1 0.
+    #   pred "paris" -> vs "Paris": EM 1, F1 1.
+    # Two questions: EM (1 + 1) / 2 = 100, F1 (0 + 1) / 2 = 50.
+    assert metrics.squad_v1([[".", "Paris"], [".", "Paris"]], ["", "paris"]) == {
+        "exact_match": 100.0, "f1": 50.0}
+    # One token "the" kept by a longer gold: pred "the cat" -> [cat], gold "The cat." ->
+    # [cat]: EM 1, F1 1 -- the v1.1 rule only bites when nothing is shared.
+    assert metrics.squad_v1([["The cat."]], ["the cat"]) == {"exact_match": 100.0,
+                                                            "f1": 100.0}
+    assert metrics.squad_f1("a", "the", version=1) == 0.0
+    assert metrics.squad_f1("a", "the", version=2) == 1.0
+
+
 def test_squad_v2_empty_gold():
     # An unanswerable question (golds []) is scored against [""]: only "" is right.
     assert metrics.squad_v2([[]], [""])["exact"] == 100.0
