@@ -410,6 +410,8 @@ def test_bench_tasks_read_the_files(data_dir, packages):
     assert batch["input_ids"].shape == (4, 32) and batch["label"].dtype == np.float32
     lm = tasks.get_vocabulary("bench_ptb_lm_words")
     assert lm.vocab_size == 10_001
+    assert lm.decode_tf(lm.encode_tf("the cat zzzq <eos>")).numpy() == b"the cat <unk> <eos>"
+    assert tasks.num_examples("bench_trec6_bert_uncased", "train") == 4_907
     chunk = next(tasks.get_dataset("bench_ptb_lm_words", split="validation",
                                    targets_length=16, batch_size=1, seed=0,
                                    shuffle=False).as_numpy_iterator())
