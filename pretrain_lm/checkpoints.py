@@ -408,6 +408,25 @@ class Checkpointer:
         finally:
             reader.close()
 
+    def try_restore_params_and_state(self, step: int, abstract_params: Any,
+                                     abstract_model_state: Any) -> tuple[Any, Any] | None:
+        """``restore_params_and_state``, or None with a one-line warning when ``step``
+        cannot be read (what a read-only tool such as ``pretrain_lm.evaluate
+        --checkpoint=all`` does with a damaged step: skip it, leave it where it is)."""
+        reason = describe_damage(self.directory / str(step), ITEMS[:1])
+        if reason is None:
+            _ignore_late_read_callbacks()
+            try:
+                return self.restore_params_and_state(step, abstract_params,
+                                                     abstract_model_state)
+            except CheckpointMismatchError:
+                raise
+            except Exception as e:  # unreadable: skip it
+                reason = _first_line(e)
+        logging.warning("Checkpoint step %d in %s cannot be read (%s); skipped.", step,
+                        self.directory, reason)
+        return None
+
     def check_compatible(self, step: int, abstract_state: Any) -> None:
         metadata = self.manager.item_metadata(step)
         stored = metadata["state"] if metadata is not None else None
@@ -427,10 +446,16 @@ class Checkpointer:
                 "(see config.gin in the model dir).")
 
     def wait(self) -> None:
-        self.manager.wait_until_finished()
+        """Blocks until the pending (asynchronous) save is on disk; raises
+        :class:`CheckpointSaveError` if it failed."""
+        try:
+            self.manager.wait_until_finished()
+        except Exception as e:
+            raise CheckpointSaveError(f"Finishing a checkpoint save in {self.directory} "
+                                      f"failed: {_first_line(e)}") from e
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
+        self.wait()
         self.manager.close()
 
 

@@ -48,8 +48,8 @@ _LIMIT = flags.DEFINE_integer("max_examples", None, "Translate only the first N.
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    gin_utils.quiet_library_logs()
     host.keep_freed_memory()
+    gin_utils.quiet_library_logs()
     try:
         gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value)
     except gin_utils.GinConfigError as e:

@@ -236,8 +236,8 @@ def main(argv: list[str]) -> None:
 
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    gin_utils.quiet_library_logs()
     host.keep_freed_memory()
+    gin_utils.quiet_library_logs()
     values = flags.FLAGS
     if not values.model_dir:
         sys.exit("error: give --model_dir=RUN once per classifier run.")

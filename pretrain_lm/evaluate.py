@@ -35,8 +35,8 @@ _SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: the run
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    gin_utils.quiet_library_logs()
     host.keep_freed_memory()
+    gin_utils.quiet_library_logs()
     try:
         gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value, _GIN_SEARCH_PATHS.value)
     except gin_utils.GinConfigError as e:
@@ -52,10 +52,12 @@ def main(argv: list[str]) -> None:
 
     run: Callable[..., list[evaluation.TaskResult]] = gin.get_configurable(
         evaluation.evaluate_checkpoints)
+    from pretrain_lm.checkpoints import CheckpointDamagedError
+
     try:
         run(**overrides)
-    except (FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+    except (FileNotFoundError, ValueError, CheckpointDamagedError) as e:
+        sys.exit(f"error: {gin_utils.without_gin_context(e)}")
 
 
 if __name__ == "__main__":

@@ -166,6 +166,7 @@ def evaluate_checkpoints(
     import seqio
 
     import tasks as tasks_lib
+    from pretrain_lm import checkpoints
     from pretrain_lm.checkpoints import Checkpointer, check_vocabulary
     from tasks import finetuning as ft
     from tasks import metrics
@@ -198,8 +199,11 @@ def evaluate_checkpoints(
     is_chief = jax.process_index() == 0
     results: list[TaskResult] = []
     for step in steps:
-        params, state = source.restore_params_and_state(step, predictor.abstract_params,
-                                                        predictor.abstract_state)
+        restored = source.try_restore_params_and_state(step, predictor.abstract_params,
+                                                       predictor.abstract_state)
+        if restored is None:  # damaged: warned, skipped
+            continue
+        params, state = restored
         for name in names:
             spec = ft.get_spec(name)
             examples, outputs = predict_split(
@@ -223,6 +227,10 @@ def evaluate_checkpoints(
                 writer.write_scalars(step, scores)
                 writer.flush()
     source.close()
+    if not results:
+        raise checkpoints.CheckpointDamagedError(
+            f"No checkpoint of {steps} in {source.directory} could be read (see the warnings "
+            "above); nothing was evaluated.")
     if is_chief:
         write_results(out_dir, results)
     return results

@@ -240,8 +240,8 @@ def perplexity(model: Any, params: Any, task: str, split: str = "validation", *,
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    gin_utils.quiet_library_logs()
     host.keep_freed_memory()
+    gin_utils.quiet_library_logs()
     try:
         gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value, _GIN_SEARCH_PATHS.value)
     except gin_utils.GinConfigError as e:

@@ -16,6 +16,7 @@ import logging as logging_std
 import os
 import re
 import sys
+import traceback
 from collections.abc import Sequence
 
 import gin
@@ -163,8 +164,20 @@ class _QuietLibraries(logging_std.Filter):
     def filter(self, record: logging_std.LogRecord) -> bool:
         if "/gin/resource_reader" in record.pathname:
             return False  # a missing file is reported by gin_utils.parse itself
+        if record.levelno < logging_std.WARNING and "Unable to initialize backend" in (
+                record.getMessage()):
+            return False  # JAX probing for a TPU / GPU runtime this machine lacks
+        if "/tensorflow/" in record.pathname and record.levelno < logging_std.WARNING:
+            return False  # e.g. "Sharding callback duration" at every iterator save
         if "/orbax/" not in record.pathname:
             return True
+        if record.exc_info and record.levelno >= logging_std.ERROR:
+            # A failed save or read: the trainer reports it in one message; orbax's
+            # traceback stays in the log at debug level (--verbosity=1).
+            detail = "".join(traceback.format_exception(*record.exc_info))
+            record.msg, record.args = f"{record.getMessage()} (traceback: --verbosity=1)", ()
+            record.exc_info = record.exc_text = None
+            logging_std.getLogger("absl").debug("orbax: %s", detail)
         # orbax warns on every resume that the composite metadata call cannot restore
         # items by itself; the restore that follows names its handlers.
         return (record.levelno >= logging_std.WARNING
@@ -172,7 +185,12 @@ class _QuietLibraries(logging_std.Filter):
 
 
 def quiet_library_logs() -> None:
-    """Installs ``_QuietLibraries`` on absl's log handler (command-line entry points)."""
+    """Quiet start for the command-line entry points: installs ``_QuietLibraries`` on
+    absl's log handler and imports TensorFlow without its CUDA noise on a CPU machine
+    (``host.import_tensorflow_quietly``)."""
     from absl import logging
 
+    from pretrain_lm import host
+
     logging.get_absl_handler().addFilter(_QuietLibraries())
+    host.import_tensorflow_quietly()

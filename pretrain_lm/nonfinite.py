@@ -90,8 +90,8 @@ class NonFiniteGuard:
                 raise NonFiniteError(self._message(step, code, position))
             if self.consecutive >= self.max_consecutive_skips:
                 raise NonFiniteError(self._message(step, code, position) + (
-                    f" It is the {self.consecutive}th step in a row whose update was "
-                    f"skipped (max_consecutive_skips={self.max_consecutive_skips})."))
+                    f" It is the last of {self.consecutive} steps in a row whose updates "
+                    f"were skipped (max_consecutive_skips={self.max_consecutive_skips})."))
         return skipped
 
     def _message(self, step: int, code: int, position: str) -> str:

@@ -39,8 +39,8 @@ _RESULTS_JSON = flags.DEFINE_string(
 def main(argv: list[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    gin_utils.quiet_library_logs()
     host.keep_freed_memory()  # before JAX's CPU client starts its threads
+    gin_utils.quiet_library_logs()
     partitioning.initialize_distributed(
         _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     try:

@@ -446,6 +446,10 @@ def train(
         where = (f"step {last_good} in {checkpointer.directory}" if last_good is not None
                  else f"none in {checkpointer.directory}")
         raise type(error)(f"{error}\nThe newest complete checkpoint: {where}.") from None
+    except BaseException:  # anything else (Ctrl-C too): let pending saves finish first
+        bar.close()
+        checkpointer.close_after_error()
+        raise
     finally:
         train_writer.flush()
         eval_writer.flush()

@@ -6,6 +6,11 @@ every step) patched to stop the process at step ``STOP_AT_STEP`` -- no test hook
 the production code. ``STOP_SIGNAL=SIGKILL`` waits until that step's checkpoint is on
 disk (on every process) and kills the process; ``SIGTERM`` signals it at once (the
 trainer must then save by itself).
+
+``FAULT_LAUNCHER`` injects a fault into the save of step ``FAULT_AT_STEP``:
+``FAULT=KILL_DURING_SAVE`` SIGKILLs the process half-way through writing that checkpoint
+(after its data item, before the commit), ``FAULT=ENOSPC`` makes the write fail with
+"No space left on device".
 """
 
 from __future__ import annotations
@@ -74,3 +79,26 @@ def train_in_process(gin_files: list[str], bindings: list[str]) -> dict:
         return gin.get_configurable(trainer.train)()
     finally:
         gin.clear_config()
+
+
+FAULT_LAUNCHER = """
+import errno, os, signal
+from absl import app
+from pretrain_lm import checkpoints, gin_utils, train
+
+fault, fault_at = os.environ["FAULT"], int(os.environ["FAULT_AT_STEP"])
+save = checkpoints.DataIteratorHandler.save
+
+def faulty_save(self, directory, args):
+    step = int(directory.parent.name.split(".")[0])  # <step>[.orbax-checkpoint-tmp-...]
+    if step == fault_at and fault == "ENOSPC":
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), os.fspath(directory))
+    saved = save(self, directory, args)
+    if step == fault_at and fault == "KILL_DURING_SAVE":
+        # The data item is written, the step is not committed yet: die in the window.
+        os.kill(os.getpid(), signal.SIGKILL)
+    return saved
+
+checkpoints.DataIteratorHandler.save = faulty_save
+app.run(train.main, argv=gin_utils.main_argv())
+"""
