@@ -279,6 +279,12 @@ class BertPretrainingModel(Model):
 # Fine-tuning: one pretrained encoder, a small head per task.
 
 HEADS = ("classification", "regression", "span", "token")
+# What a sentence-level head (classification, regression) reads: BERT's pretrained tanh
+# pooler on [CLS]; the same pooler freshly initialised (for checkpoints whose pooler was
+# never trained, e.g. sentence-embedding models such as all-MiniLM-L6-v2); the [CLS]
+# hidden state itself; or the mean of the hidden states over the non-padding positions
+# (what sentence-transformers models are trained with).
+POOLINGS = ("pooler", "pooler_reinit", "cls", "mean")
 
 
 class BertForFineTuning(nn.Module):
@@ -289,16 +295,27 @@ class BertForFineTuning(nn.Module):
     * ``span``: dense on every position -> start and end logits ``[b, l]`` each, padding
       masked (``run_squad.py``; no dropout on this head, as there);
     * ``token``: dropout + dense on every position -> ``[b, l, num_labels]`` (NER).
+
+    ``pooling`` (``POOLINGS``) is what the sentence-level heads read; ``pooler_reinit``
+    adds a fresh tanh pooler ``head_pooler`` beside the encoder's (which a pretrained
+    checkpoint still fills, unused).
     """
 
     config: BertConfig
     head: str = "classification"
     num_labels: int = 2
+    pooling: str = "pooler"
 
     def setup(self) -> None:
         if self.head not in HEADS:
             raise ValueError(f"Unknown head {self.head!r}; expected one of {HEADS}.")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"Unknown pooling {self.pooling!r}; expected one of {POOLINGS} "
+                             "(--gin.POOLING=...).")
         cfg = self.config
+        if self.pooling == "pooler_reinit":
+            self.head_pooler = layers.DenseGeneral(cfg.hidden_size, (layers.EMBED, layers.MLP),
+                                                   init_stddev=cfg.initializer_range)
         outputs = {"regression": 1, "span": 2}.get(self.head, self.num_labels)
         self.bert = BertEncoder(cfg)
         self.dropout = layers.Dropout(cfg.hidden_dropout_rate)
@@ -313,10 +330,22 @@ class BertForFineTuning(nn.Module):
             logits = self.classifier(sequence).astype(jnp.float32)
             masked = jnp.where(input_mask[..., None] > 0, logits, -1e9)
             return masked[..., 0], masked[..., 1]
-        features = pooled if self.head in ("classification", "regression") else sequence
+        features = (self.sentence_features(sequence, pooled, input_mask)
+                    if self.head in ("classification", "regression") else sequence)
         logits = self.classifier(self.dropout(features, deterministic=deterministic))
         logits = logits.astype(jnp.float32)
         return logits[..., 0] if self.head == "regression" else logits
+
+    def sentence_features(self, sequence: Array, pooled: Array, input_mask: Array) -> Array:
+        """``[b, h]``: what a sentence-level head reads, by ``pooling``."""
+        if self.pooling == "pooler":
+            return pooled
+        if self.pooling == "pooler_reinit":
+            return jnp.tanh(self.head_pooler(sequence[:, 0]))
+        if self.pooling == "cls":
+            return sequence[:, 0]
+        mask = input_mask[..., None].astype(sequence.dtype)
+        return jnp.sum(sequence * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,10 +364,11 @@ class BertFineTuningModel(Model):
     head: str = "classification"
     num_labels: int = 2
     max_seq_length: int = 128
+    pooling: str = "pooler"
 
     @property
     def network(self) -> BertForFineTuning:
-        return BertForFineTuning(self.config, self.head, self.num_labels)
+        return BertForFineTuning(self.config, self.head, self.num_labels, self.pooling)
 
     @property
     def input_vocab_size(self) -> int:

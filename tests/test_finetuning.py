@@ -185,6 +185,44 @@ def test_heads_ignore_padding_rows(head, num_labels):
                       "token": {"token_predictions": (4, 16)}}[head]
 
 
+def test_sentence_poolings_read_what_they_say():
+    """pooler: the encoder's tanh pooler; cls: the [CLS] state; mean: the masked mean of the
+    states; pooler_reinit: a separate fresh pooler (the encoder's own left unused)."""
+    rng = np.random.default_rng(0)
+    batch = bert.BertFineTuningModel(TINY, head="regression").example_batch(3)
+    batch = {k: v[:, :16] if v.ndim == 2 else v for k, v in batch.items()}
+    batch["input_ids"] = rng.integers(1000, 2000, size=(3, 16)).astype(np.int32)
+    batch["input_mask"][:, 10:] = 0
+    batch["input_mask"][0, 5:] = 0
+
+    def unboxed(tree):
+        return jax.tree.map(lambda x: x.value if hasattr(x, "value") else x, tree,
+                            is_leaf=lambda x: hasattr(x, "value"))
+
+    base = bert.BertFineTuningModel(TINY, head="regression", max_seq_length=16)
+    params = unboxed(base.init(jax.random.key(0), batch))
+    sequence, pooled = bert.BertEncoder(TINY).apply(
+        {"params": params["bert"]}, batch["input_ids"], batch["segment_ids"],
+        batch["input_mask"], deterministic=True)
+    mask = batch["input_mask"][..., None]
+    want = {"pooler": pooled, "cls": sequence[:, 0],
+            "mean": (sequence * mask).sum(1) / mask.sum(1)}
+    kernel = params["classifier"]["kernel"][:, 0]
+    bias = params["classifier"]["bias"][0]
+    for pooling, features in want.items():
+        model = bert.BertFineTuningModel(TINY, head="regression", max_seq_length=16,
+                                         pooling=pooling)
+        got = model.predict(params, batch)["prediction"]
+        np.testing.assert_allclose(got, features @ kernel + bias, rtol=1e-5, atol=1e-5)
+
+    reinit = bert.BertFineTuningModel(TINY, head="regression", max_seq_length=16,
+                                      pooling="pooler_reinit")
+    reinit_params = unboxed(reinit.init(jax.random.key(0), batch))
+    assert "head_pooler" in reinit_params and "pooler" in reinit_params["bert"]
+    with pytest.raises(ValueError, match="Unknown pooling 'max'"):
+        bert.BertFineTuningModel(TINY, pooling="max").init(jax.random.key(0), batch)
+
+
 def test_pretrained_encoder_overlays_fresh_params_and_mismatches_are_named():
     from pretrain_lm.partitioning import Partitioner
     from pretrain_lm.trainer import Trainer
