@@ -389,8 +389,9 @@ def write_glue_submission(
     prediction is a float with 3 decimals; otherwise it is a class index, written as its
     label name when `label_names` is given (e.g. MNLI/AX ["entailment", "neutral",
     "contradiction"], RTE/QNLI ["entailment", "not_entailment"]) and as an integer when
-    not. If `path` is an existing directory the file is written inside it under the name
-    in `GLUE_SUBMISSION_FILES[task]`. Returns the path written.
+    not. If `path` is a directory, or a path without a file suffix (then created), the file
+    is written inside it under the name in `GLUE_SUBMISSION_FILES[task]`. Returns the path
+    written.
     """
     if task not in GLUE_SUBMISSION_FILES:
         raise ValueError(
@@ -419,8 +420,11 @@ def write_glue_submission(
         return label_names[k]
 
     out = pathlib.Path(path)
-    if out.is_dir():
+    if out.is_dir() or not out.suffix:  # a folder (e.g. eval_test/step_N), made if new
+        out.mkdir(parents=True, exist_ok=True)
         out = out / GLUE_SUBMISSION_FILES[task]
+    else:
+        out.parent.mkdir(parents=True, exist_ok=True)
     lines = ["index\tprediction"]
     lines += [
         f"{int(idx)}\t{fmt(row, p)}"

@@ -439,3 +439,14 @@ def test_bench_gin_files_name_a_task_with_their_head(name):
         assert gin_utils.macro("NUM_LABELS") == (spec.num_labels if spec.head != "span" else 2)
     finally:
         gin.clear_config()
+
+
+def test_glue_submission_goes_into_a_new_step_folder(tmp_path):
+    """``evaluate --split=test`` writes ``eval_test/step_N/<file>`` before the folder exists
+    (the bench_glue_* test splits are unlabelled, as GLUE's)."""
+    from tasks import metrics
+
+    out = metrics.write_glue_submission(tmp_path / "eval_test" / "step_538", "stsb",
+                                        [0, 1], [4.2, 0.5])
+    assert out == tmp_path / "eval_test" / "step_538" / "STS-B.tsv"
+    assert out.read_text() == "index\tprediction\n0\t4.200\n1\t0.500\n"
