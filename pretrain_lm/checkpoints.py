@@ -250,10 +250,8 @@ class Checkpointer:
 
     def intact_steps(self) -> list[int]:
         """Steps on disk whose layout is complete (``describe_damage``), ascending."""
-        if not self.directory.exists():
-            return []
-        steps = [int(p.name) for p in self.directory.iterdir() if p.name.isdigit()]
-        return sorted(s for s in steps if describe_damage(self.directory / str(s)) is None)
+        return sorted(s for s in self._step_dirs()
+                      if describe_damage(self.directory / str(s)) is None)
 
     def restore_latest_intact(self, abstract_state: Any, data_iterator: Any | None
                               ) -> Any | None:
