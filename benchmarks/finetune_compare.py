@@ -35,12 +35,17 @@ TASKS = {
     "mrpc": ("finetune/bench_glue_mrpc.gin", ("f1", "accuracy"), "f1"),
     "cola": ("finetune/bench_glue_cola.gin", ("matthews_corr",), "matthews_corr"),
     "sst2": ("finetune/bench_glue_sst2.gin", ("accuracy",), "accuracy"),
+    "conll2003": ("finetune/bench_conll2003_ner.gin", ("f1", "precision", "recall"), "f1"),
 }
+# Splits scored after training: the dev set; CoNLL-2003 also its test set (eng.testb).
+EVAL_SPLITS = {"conll2003": ("validation", "test")}
 # BERT-Base dev-set figures are not in the paper (its Table 1 is GLUE *test*); these are the
 # test-server figures of BERT-Base (Devlin et al. 2019, Table 1), for scale only.
 PUBLISHED_BERT_BASE_TEST = {"stsb": ("spearman", 85.8), "rte": ("accuracy", 66.4),
                             "mrpc": ("f1", 88.9), "cola": ("matthews_corr", 52.1),
                             "sst2": ("accuracy", 93.5)}
+# CoNLL-2003 is scored by the paper itself (Table 7, fine-tuned BERT-Base): dev and test F1.
+PUBLISHED_BERT_BASE_NER = {"validation": 96.4, "test": 92.4}
 
 _TASK = flags.DEFINE_enum("task", "stsb", list(TASKS), "Benchmark task.")
 _POOLINGS = flags.DEFINE_list("poolings", ["mean"], "Sentence-head poolings to run.")
@@ -54,6 +59,9 @@ _RESULTS = flags.DEFINE_string("results_dir", os.path.join(REPO_ROOT, "results",
                                                            "finetune"), "Where results go.")
 _WORK = flags.DEFINE_string("work_dir", "/tmp/finetune_compare", "Model dirs of our runs.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only summarise existing results.")
+_HF_DEVICE = flags.DEFINE_string("hf_device", "cpu", "torch device of the reference runs.")
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Checkpoint of the reference runs "
+                                 "(default: the shipped MiniLM).")
 
 
 def ours_commands(task: str, pooling: str, seed: int, model_dir: str) -> list[list[str]]:
@@ -68,7 +76,8 @@ def ours_commands(task: str, pooling: str, seed: int, model_dir: str) -> list[li
               "--gin.trainer.train.checkpoint_every=100000", "--gin.trainer.train.eval_every=0",
               "--gin.trainer.train.keep_checkpoints=1", "--gin.trainer.train.progress_bar=False"]
     return [[sys.executable, "-m", "pretrain_lm.train", *flags_],
-            [sys.executable, "-m", "pretrain_lm.evaluate", *flags_, "--split=validation"]]
+            *([sys.executable, "-m", "pretrain_lm.evaluate", *flags_, f"--split={split}"]
+              for split in EVAL_SPLITS.get(task, ("validation",)))]
 
 
 def _package_model_dir() -> str:
@@ -81,7 +90,9 @@ def hf_command(task: str, pooling: str, seed: int, output: str) -> list[str]:
     return [sys.executable, "-m", "benchmarks.finetune_reference", f"--task={task}",
             f"--pooling={pooling}", f"--seed={seed}", f"--learning_rate={_LR.value}",
             f"--epochs={_EPOCHS.value}", f"--batch_size={_BATCH.value}",
-            f"--max_seq_length={_MAX_LEN.value}", f"--output={output}"]
+            f"--max_seq_length={_MAX_LEN.value}", f"--output={output}",
+            f"--device={_HF_DEVICE.value}",
+            *([f"--model_dir={_MODEL_DIR.value}"] if _MODEL_DIR.value else [])]
 
 
 def run_ours(task: str, pooling: str, seed: int, output: str) -> None:
@@ -92,32 +103,39 @@ def run_ours(task: str, pooling: str, seed: int, output: str) -> None:
     for command in commands:
         subprocess.run(command, cwd=REPO_ROOT, check=True, stdout=log, stderr=log)
     log.close()
-    with open(os.path.join(model_dir, "eval_validation", "results.json")) as f:
-        evaluated = json.load(f)[-1]
+    evaluated = {}
+    for split in EVAL_SPLITS.get(task, ("validation",)):
+        with open(os.path.join(model_dir, f"eval_{split}", "results.json")) as f:
+            evaluated[split] = json.load(f)[-1]
     with open(os.path.join(model_dir, "train", "metrics.jsonl")) as f:
         last = [json.loads(line) for line in f][-1]
     result = {"implementation": "ours", "task": task, "pooling": pooling, "seed": seed,
               "learning_rate": _LR.value, "epochs": _EPOCHS.value,
               "batch_size": _BATCH.value, "max_seq_length": _MAX_LEN.value,
-              "steps": evaluated["step"], "seconds": time.perf_counter() - start,
+              "steps": evaluated["validation"]["step"],
+              "seconds": time.perf_counter() - start,
               "train_tokens_per_sec_last": last.get("tokens_per_sec"),
-              "truncated": {"validation": evaluated["metrics"].get("examples_truncated")},
-              "validation": evaluated["metrics"],
+              "truncated": {split: e["metrics"].get("examples_truncated")
+                            for split, e in evaluated.items()},
+              **{split: e["metrics"] for split, e in evaluated.items()},
               "commands": ["python " + " ".join(c[1:]) for c in commands]}
     with open(output, "w") as f:
         json.dump(result, f, indent=1)
 
 
 def run_hf(task: str, pooling: str, seed: int, output: str) -> None:
-    command = hf_command(task, pooling, seed, output)
+    partial = output + ".partial"  # complete files only: parallel sweeps summarise too
+    command = hf_command(task, pooling, seed, partial)
     start = time.perf_counter()
     with open(output + ".log", "w") as log:
         subprocess.run(command, cwd=REPO_ROOT, check=True, stdout=log, stderr=log)
-    with open(output) as f:
+    with open(partial) as f:
         result = json.load(f)
+    command[command.index(f"--output={partial}")] = f"--output={output}"
     result.update(seconds=time.perf_counter() - start, commands=["python " + " ".join(command[1:])])
-    with open(output, "w") as f:
+    with open(partial, "w") as f:
         json.dump(result, f, indent=1)
+    os.replace(partial, output)
 
 
 def summarise(task: str, results_dir: str) -> str:
@@ -127,24 +145,36 @@ def summarise(task: str, results_dir: str) -> str:
         with open(path) as f:
             runs.append(json.load(f))
     keys, main = TASKS[task][1], TASKS[task][2]
+    splits = EVAL_SPLITS.get(task, ("validation",))
+    columns = [(split, key) for split in splits for key in keys]
     groups: dict[tuple[str, str], list[dict]] = {}
     for r in runs:
         groups.setdefault((r["pooling"], r["implementation"]), []).append(r)
-    published_key, published = PUBLISHED_BERT_BASE_TEST[task]
-    lines = [f"# {task}: all-MiniLM-L6-v2 fine-tuned, validation (dev) set", "",
-             "| pooling | implementation | seeds | " + " | ".join(keys) + " | minutes/run |",
-             "|---|---|---|" + "---|" * len(keys) + "---|"]
+    split_names = {"validation": "dev", "test": "test"}
+    lines = [f"# {task}: all-MiniLM-L6-v2 fine-tuned, "
+             + " and ".join(f"{split_names[s]} ({s})" for s in splits), "",
+             "| pooling | implementation | seeds | "
+             + " | ".join(f"{split_names[s]} {k}" for s, k in columns) + " | minutes/run |",
+             "|---|---|---|" + "---|" * len(columns) + "---|"]
     for (pooling, impl), group in sorted(groups.items()):
         cells = []
-        for key in keys:
-            values = np.array([g["validation"][key] for g in group], float)
+        for split, key in columns:
+            values = np.array([g[split][key] for g in group], float)
             spread = f" ± {values.std(ddof=1):.1f}" if len(values) > 1 else ""
             cells.append(f"{values.mean():.1f}{spread}")
         minutes = np.mean([g["seconds"] for g in group]) / 60
+        devices = sorted({g.get("device", "cpu") for g in group})
         lines.append(f"| {pooling} | {impl} | {len(group)} | " + " | ".join(cells)
-                     + f" | {minutes:.0f} |")
-    lines += ["", f"BERT-Base (110M parameters, a larger model; GLUE test server, Devlin et "
-              f"al. 2019 Table 1): {published_key} {published}.", "",
+                     + f" | {minutes:.1f} ({', '.join(devices)}) |")
+    if task == "conll2003":
+        published = ("BERT-Base (110M parameters, a larger model; Devlin et al. 2019 Table 7, "
+                     "fine-tuned): dev F1 {validation}, test F1 {test}."
+                     ).format(**PUBLISHED_BERT_BASE_NER)
+    else:
+        key, value = PUBLISHED_BERT_BASE_TEST[task]
+        published = (f"BERT-Base (110M parameters, a larger model; GLUE test server, Devlin "
+                     f"et al. 2019 Table 1): {key} {value}.")
+    lines += ["", published, "",
               "Settings: " + (", ".join(f"{k} {runs[0][k]}" for k in (
                   "learning_rate", "epochs", "batch_size", "max_seq_length")) if runs else ""),
               "", "Commands (one per run):", ""]

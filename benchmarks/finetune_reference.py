@@ -34,9 +34,13 @@ TASKS: dict[str, tuple[tuple[str, ...], str, str | None, str]] = {
     "cola": (("glue", "CoLA"), "sentence", None, "classification"),
     "sst2": (("glue", "SST-2"), "sentence", None, "classification"),
     "wnli": (("glue", "WNLI"), "sentence1", "sentence2", "classification"),
+    "conll2003": (("conll2003",), "tokens", None, "token"),
 }
 METRICS = {"stsb": "pearson_spearman", "rte": "accuracy", "mrpc": "f1_and_accuracy",
-           "cola": "matthews_corr", "sst2": "accuracy", "wnli": "accuracy"}
+           "cola": "matthews_corr", "sst2": "accuracy", "wnli": "accuracy",
+           "conll2003": "ner_f1"}
+# Splits scored after training: the dev set; CoNLL-2003 also its test set (eng.testb).
+EVAL_SPLITS = {"conll2003": ("validation", "test")}
 
 _TASK = flags.DEFINE_enum("task", "stsb", list(TASKS), "Benchmark task.")
 _POOLING = flags.DEFINE_enum("pooling", "pooler", ["pooler", "pooler_reinit", "cls", "mean"],
@@ -48,6 +52,10 @@ _BATCH = flags.DEFINE_integer("batch_size", 32, "Batch size.")
 _MAX_LEN = flags.DEFINE_integer("max_seq_length", 128, "Maximum wordpieces of a pair.")
 _THREADS = flags.DEFINE_integer("threads", 0, "torch threads (0: torch's default).")
 _OUTPUT = flags.DEFINE_string("output", None, "Write the result here (JSON).")
+_MODEL_DIR = flags.DEFINE_string(
+    "model_dir", None, "The checkpoint (HuggingFace layout); default: the shipped MiniLM "
+    "(pretrain_lm.pretrained.package_model_dir()).")
+_DEVICE = flags.DEFINE_string("device", "cpu", "torch device: cpu, cuda, ...")
 
 
 def rows(task: str, split: str) -> list[dict[str, Any]]:
@@ -80,26 +88,70 @@ def encode(tokenizer: Any, examples: Sequence[dict[str, Any]], text_a: str,
     return ids, segments, truncated
 
 
+def encode_tagged(tokenizer: Any, sentences: Sequence[Any], max_len: int
+                  ) -> tuple[list[list[int]], list[list[int]], list[list[int | None]], int]:
+    """``[CLS] wordpieces [SEP]`` of each tagged sentence with its tag at each word's
+    first wordpiece (BERT's NER recipe, as ``tasks.finetuning.encode_tagged_words``):
+    token ids, the position of each word's first wordpiece (None for a word cut by the
+    length limit or with no wordpiece: it is predicted ``O``), and how many words were
+    cut or had no position."""
+    ids, positions, lost = [], [], 0
+    for sentence in sentences:
+        pieces: list[str] = []
+        where: list[int | None] = []
+        full = False  # once a word does not fit, every later word is cut too
+        for word in sentence.tokens:
+            word_pieces = tokenizer.tokenize(word)
+            full = full or len(pieces) + len(word_pieces) > max_len - 2
+            if full or not word_pieces:
+                where.append(None)
+                lost += 1
+                continue
+            where.append(len(pieces) + 1)
+            pieces += word_pieces
+        ids.append(tokenizer.convert_tokens_to_ids(["[CLS]", *pieces, "[SEP]"]))
+        positions.append(where)
+    return ids, [[0] * len(x) for x in ids], positions, lost
+
+
 def main(argv: Sequence[str]) -> None:
     del argv
     import torch
     import transformers
 
-    from pretrain_lm import pretrained
     from tasks import metrics
 
     if _THREADS.value:
         torch.set_num_threads(_THREADS.value)
     torch.manual_seed(_SEED.value)
+    device = torch.device(_DEVICE.value)
     task, pooling = _TASK.value, _POOLING.value
     _, text_a, text_b, head = TASKS[task]
-    model_dir = pretrained.package_model_dir()
+    if _MODEL_DIR.value:
+        model_dir = _MODEL_DIR.value
+    else:
+        from pretrain_lm import pretrained
+
+        model_dir = pretrained.package_model_dir()
     tokenizer = transformers.BertTokenizerFast.from_pretrained(model_dir)
-    train, dev = rows(task, "train"), rows(task, "validation")
-    train_ids, train_seg, train_cut = encode(tokenizer, train, text_a, text_b, _MAX_LEN.value)
-    dev_ids, dev_seg, dev_cut = encode(tokenizer, dev, text_a, text_b, _MAX_LEN.value)
+    splits = ("train", *EVAL_SPLITS.get(task, ("validation",)))
+    data = {split: rows(task, split) for split in splits}
+    encoded, truncated = {}, {}
+    for split, examples in data.items():
+        if head == "token":
+            ids, seg, positions, truncated[split] = encode_tagged(tokenizer, examples,
+                                                                   _MAX_LEN.value)
+            encoded[split] = (ids, seg, positions)
+        else:
+            *encoded[split], truncated[split] = encode(tokenizer, examples, text_a, text_b,
+                                                       _MAX_LEN.value)
+    train = data["train"]
     regression = head == "regression"
-    labels = sorted({ex["label"] for ex in train}) if not regression else []
+    if head == "token":
+        labels = sorted({t for s in train for t in s.tags})
+    else:
+        labels = sorted({ex["label"] for ex in train}) if not regression else []
+    label_of = {v: i for i, v in enumerate(labels)}
     num_outputs = 1 if regression else len(labels)
 
     class Classifier(torch.nn.Module):
@@ -120,6 +172,8 @@ def main(argv: Sequence[str]) -> None:
             out = self.bert(input_ids=input_ids, token_type_ids=token_type_ids,
                             attention_mask=attention_mask)
             sequence = out.last_hidden_state
+            if head == "token":
+                return self.classifier(self.dropout(sequence))
             if pooling == "pooler":
                 features = out.pooler_output
             elif pooling == "pooler_reinit":
@@ -132,7 +186,7 @@ def main(argv: Sequence[str]) -> None:
             logits = self.classifier(self.dropout(features))
             return logits[..., 0] if regression else logits
 
-    model = Classifier()
+    model = Classifier().to(device)
     no_decay = ("bias", "LayerNorm.weight", "LayerNorm.bias")
     groups = [
         {"params": [p for n, p in model.named_parameters()
@@ -147,17 +201,27 @@ def main(argv: Sequence[str]) -> None:
         optimizer, lambda s: s / max(warmup, 1) if s < warmup
         else max(0.0, (steps - s) / max(steps - warmup, 1)))
 
-    def batch(ids: list[list[int]], seg: list[list[int]], index: Sequence[int]):
-        width = max(len(ids[i]) for i in index)
-        def pad(x: list[int]) -> list[int]:
-            return x + [0] * (width - len(x))
-        return (torch.tensor([pad(ids[i]) for i in index]),
-                torch.tensor([pad(seg[i]) for i in index]),
-                torch.tensor([[1] * len(ids[i]) + [0] * (width - len(ids[i])) for i in index]))
+    def pad(rows_: list[list[int]], index: Sequence[int], value: int = 0) -> torch.Tensor:
+        width = max(len(rows_[i]) for i in index)
+        return torch.tensor([rows_[i] + [value] * (width - len(rows_[i])) for i in index],
+                            device=device)
 
-    label_of = {v: i for i, v in enumerate(labels)}
-    targets = (torch.tensor([ex["label"] for ex in train], dtype=torch.float32) if regression
-               else torch.tensor([label_of[ex["label"]] for ex in train]))
+    def batch(split: str, index: Sequence[int]) -> tuple[torch.Tensor, ...]:
+        ids, seg = encoded[split][0], encoded[split][1]
+        return pad(ids, index), pad(seg, index), pad([[1] * len(x) for x in ids], index)
+
+    if head == "token":  # the tag at each word's first wordpiece; -100 elsewhere (ignored)
+        token_targets = []
+        for sentence, ids, where in zip(train, *encoded["train"][::2], strict=True):
+            row = [-100] * len(ids)
+            for tag, position in zip(sentence.tags, where, strict=True):
+                if position is not None:
+                    row[position] = label_of[tag]
+            token_targets.append(row)
+    else:
+        targets = (torch.tensor([ex["label"] for ex in train], dtype=torch.float32)
+                   if regression else torch.tensor([label_of[ex["label"]] for ex in train])
+                   ).to(device)
     generator = np.random.default_rng(_SEED.value)
     order: list[int] = []
     model.train()
@@ -167,11 +231,16 @@ def main(argv: Sequence[str]) -> None:
         if len(order) < _BATCH.value:  # the stream repeats, reshuffled each epoch
             order += generator.permutation(len(train)).tolist()
         index, order = order[:_BATCH.value], order[_BATCH.value:]
-        input_ids, segment_ids, mask = batch(train_ids, train_seg, index)
+        input_ids, segment_ids, mask = batch("train", index)
         tokens += int(mask.sum())
         out = model(input_ids, segment_ids, mask)
-        loss = (torch.nn.functional.mse_loss(out, targets[index]) if regression
-                else torch.nn.functional.cross_entropy(out, targets[index]))
+        if head == "token":
+            loss = torch.nn.functional.cross_entropy(
+                out.flatten(0, 1), pad(token_targets, index, -100).flatten(), ignore_index=-100)
+        elif regression:
+            loss = torch.nn.functional.mse_loss(out, targets[index])
+        else:
+            loss = torch.nn.functional.cross_entropy(out, targets[index])
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -182,29 +251,41 @@ def main(argv: Sequence[str]) -> None:
     train_seconds = time.perf_counter() - start
 
     model.eval()
-    predictions: list[Any] = []
-    with torch.no_grad():
-        for i in range(0, len(dev), 64):
-            index = list(range(i, min(i + 64, len(dev))))
-            out = model(*batch(dev_ids, dev_seg, index))
-            predictions += (out.tolist() if regression
-                            else [labels[j] for j in out.argmax(-1).tolist()])
-    gold = [ex["label"] for ex in dev]
-    scores = getattr(metrics, METRICS[task])(gold, predictions)
-    if regression:
-        scores["prediction_std"] = float(np.std(predictions))
+    scores: dict[str, dict[str, float]] = {}
+    for split in splits[1:]:
+        examples, predictions = data[split], []
+        with torch.no_grad():
+            for i in range(0, len(examples), 64):
+                index = list(range(i, min(i + 64, len(examples))))
+                out = model(*batch(split, index))
+                if head == "token":
+                    best = out.argmax(-1).tolist()
+                    predictions += [[labels[best[k][p]] if p is not None else "O"
+                                     for p in encoded[split][2][i + k]]
+                                    for k in range(len(index))]
+                elif regression:
+                    predictions += out.tolist()
+                else:
+                    predictions += [labels[j] for j in out.argmax(-1).tolist()]
+        gold = ([list(s.tags) for s in examples] if head == "token"
+                else [ex["label"] for ex in examples])
+        scores[split] = {k: float(v) for k, v in
+                         getattr(metrics, METRICS[task])(gold, predictions).items()}
+        if regression:
+            scores[split]["prediction_std"] = float(np.std(predictions))
     result = {"implementation": "huggingface", "task": task, "pooling": pooling,
               "seed": _SEED.value, "learning_rate": _LR.value, "epochs": _EPOCHS.value,
               "batch_size": _BATCH.value, "max_seq_length": _MAX_LEN.value, "steps": steps,
               "train_seconds": train_seconds, "train_tokens": tokens,
-              "truncated": {"train": train_cut, "validation": dev_cut},
-              "validation": {k: float(v) for k, v in scores.items()},
+              "truncated": truncated,
+              "truncated_counts": "words" if head == "token" else "examples",
+              **scores, "device": str(device),
               "torch": torch.__version__, "transformers": transformers.__version__}
     print(json.dumps(result, indent=1))
     if _OUTPUT.value:
         with open(_OUTPUT.value, "w") as f:
             json.dump(result, f, indent=1)
-    if any(math.isnan(v) for v in result["validation"].values()):
+    if any(math.isnan(v) for split in splits[1:] for v in result[split].values()):
         raise SystemExit("a metric is NaN (constant predictions?)")
 
 
