@@ -1,7 +1,7 @@
 r"""Reproduce the papers' tables: our numbers beside the papers', with plots.
 
     python -m pretrain_lm.reproduce --list
-    python -m pretrain_lm.reproduce TABLE [TABLE ...] | --all  [--scale=demo|full] \
+    python -m pretrain_lm.reproduce TABLE [TABLE ...] | --all  [--scale=demo|benchmark|full] \
       [--model_dir=ROOT] [--results_dir=results/reproduce] [--dry_run] [--gin.X=V ...]
 
 Each table lives in ``data/paper_tables.json``: its rows carry the paper's number with its
@@ -25,7 +25,10 @@ and for each ablation direction the paper states whether ours agrees, disagrees 
 within seed noise), ``TABLE.json`` and ``TABLE*.png`` (paper and ours side by side, the
 ULMFiT sample-efficiency curve, ELMo's learned layer weights). At demo scale the absolute
 numbers are not the papers' (other data, tiny models): the directions are what to compare.
-``--scale full`` holds the paper-setting runs (for a pod slice; the real datasets must be
+``--scale benchmark`` holds comparisons on the real benchmark files
+(``PRETRAIN_LM_DATA_DIR``): a real pretrained checkpoint fine-tuned by this project and by
+the reference implementation (``benchmarks.finetune_compare``), both columns beside the
+paper's. ``--scale full`` holds the paper-setting runs (for a pod slice; the real datasets must be
 prepared with ``tfds build``: a run without them stops with the command to run).
 """
 
@@ -45,7 +48,11 @@ from typing import Any
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TABLES_FILE = os.path.join(ROOT, "data", "paper_tables.json")
-SCALES = ("demo", "full")
+SCALES = ("demo", "full", "benchmark")
+# A table without a ``benchmark`` entry does not run at that scale.
+NO_BENCHMARK = {"unavailable": "no benchmark-scale comparison is defined for this table"}
+# Where ``benchmarks.finetune_compare`` keeps one JSON per fine-tuning run.
+FINETUNE_RESULTS = os.path.join(ROOT, "results", "benchmark", "finetune")
 CHECKS = ("V-code", "V-text", "V-2src", "R")
 _RUN_REF = re.compile(r"\{run:([A-Za-z0-9_.-]+)\}")
 
@@ -98,8 +105,14 @@ def load_tables(path: str = TABLES_FILE) -> dict[str, Any]:
                 raise TablesError(f"{where}: 'paper' must be a number, or null where the "
                                   "paper reports none.")
             for scale in SCALES:
-                spec = table[scale]
+                spec = scale_spec(table, scale)
                 if row.get(scale) is None or "unavailable" in spec:
+                    continue
+                if "compare" in spec:
+                    if not isinstance(row[scale], dict) or not {"task", "metric"} <= set(
+                            row[scale]):
+                        raise TablesError(f"{where}: a {scale} comparison row needs "
+                                          "{'task': ..., 'metric': ...}.")
                     continue
                 group = groups.get(spec.get("group"))
                 if group is None or group["scale"] != scale:
@@ -110,7 +123,7 @@ def load_tables(path: str = TABLES_FILE) -> dict[str, Any]:
                     raise TablesError(f"{where}: {scale} run {run_id!r} is not in group "
                                       f"{spec['group']!r}.")
             if all(row.get(s) is None for s in SCALES) and not row.get("missing") and not all(
-                    "unavailable" in table[s] for s in SCALES):
+                    "unavailable" in scale_spec(table, s) for s in SCALES):
                 raise TablesError(f"{where} has no run at any scale: say why ('missing').")
         for direction in table.get("directions", []):
             named = direction.get("similar") or [direction.get("better"),
@@ -119,6 +132,11 @@ def load_tables(path: str = TABLES_FILE) -> dict[str, Any]:
                 raise TablesError(f"{path}: table {name!r} direction {direction} must name "
                                   f"two of its rows {ids} and give a 'claim'.")
     return doc
+
+
+def scale_spec(table: Mapping[str, Any], scale: str) -> Mapping[str, Any]:
+    """A table's entry for ``scale`` (``benchmark`` is optional)."""
+    return table.get(scale, NO_BENCHMARK) if scale == "benchmark" else table[scale]
 
 
 def _references(run: Mapping[str, Any], run_id: str) -> list[str]:
@@ -173,7 +191,7 @@ def list_tables(doc: Mapping[str, Any]) -> str:
     """One line per table: name, title and which scales can run."""
     lines = []
     for name, table in doc["tables"].items():
-        scales = [s for s in SCALES if "unavailable" not in table[s]]
+        scales = [s for s in SCALES if "unavailable" not in scale_spec(table, s)]
         lines.append(f"{name:26s} {table['title']}  [runs at: {', '.join(scales) or 'none'}]")
     return "\n".join(lines)
 
@@ -337,6 +355,9 @@ class RowResult:
     higher_is_better: bool = True
     run: str | None = None
     missing: str | None = None
+    reference: float | None = None  # the reference implementation's run (benchmark scale)
+    reference_std: float | None = None
+    reference_seeds: int = 0
 
 
 def group_root(group: Mapping[str, Any], name: str, root: str | None) -> str:
@@ -348,21 +369,24 @@ def group_root(group: Mapping[str, Any], name: str, root: str | None) -> str:
 def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
               root: str | None = None, extra_bindings: Sequence[str] = (),
               decode_flags: Sequence[str] = (), dry_run: bool = False,
-              log: Callable[[str], None] = print
+              report_only: bool = False, log: Callable[[str], None] = print
               ) -> tuple[list[RowResult], dict[str, list[str]]]:
-    """Makes every run the table's rows need at ``scale``; returns the rows and the
-    command of every model dir involved."""
+    """Makes every run the table's rows need at ``scale`` (``report_only``: none, the
+    rows report what exists); returns the rows and the command of every model dir
+    involved."""
     if name not in doc["tables"]:
         raise TablesError(f"no table {name!r}; --list names them: {sorted(doc['tables'])}.")
     table = doc["tables"][name]
-    spec = table[scale]
+    spec = scale_spec(table, scale)
     if "unavailable" in spec:
         raise TablesError(f"table {name!r} does not run at --scale={scale}: "
                           f"{spec['unavailable']}.")
+    if "compare" in spec:
+        return run_comparison(table, scale, dry_run=dry_run, report_only=report_only, log=log)
     group = doc["run_groups"][spec["group"]]
     runner = GroupRunner(spec["group"], group, group_root(group, spec["group"], root),
                          extra_bindings, dry_run, log, decode_flags)
-    if scale == "full" and not dry_run:
+    if scale == "full" and not (dry_run or report_only):
         check_data(runner, [_row_run(r, scale)["run"] for r in table["rows"]
                             if r.get(scale) is not None])
     rows = []
@@ -376,7 +400,8 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
             rows.append(result)
             continue
         ref = _row_run(row, scale)
-        runner.ensure(ref["run"])
+        if not report_only:
+            runner.ensure(ref["run"])
         values = runner.value(ref["run"], ref.get("metric", spec.get("metric")))
         result.run = ref["run"]
         if values:
@@ -387,6 +412,74 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
             result.seeds = len(values)
         rows.append(result)
     return rows, runner.commands
+
+
+def run_comparison(table: Mapping[str, Any], scale: str, *, dry_run: bool = False,
+                   report_only: bool = False, results_dir: str = FINETUNE_RESULTS,
+                   log: Callable[[str], None] = print
+                   ) -> tuple[list[RowResult], dict[str, list[str]]]:
+    """A ``compare`` table: each row is one benchmark task fine-tuned by this project and
+    by the reference implementation (``benchmarks.finetune_compare``: same checkpoint,
+    rows, recipe and seeds; runs whose result file exists are not run again). Returns
+    the rows (ours, the reference, the paper) and the sweep command of each task."""
+    spec = scale_spec(table, scale)
+    commands: dict[str, list[str]] = {}
+    rows = []
+    for row in table["rows"]:
+        result = RowResult(row["id"], row["label"], row["paper"], row.get("paper_std"),
+                           row["source"], row["check"],
+                           higher_is_better=table.get("higher_is_better", True))
+        ref = row.get(scale)
+        if ref is None:
+            result.missing = row.get("missing", f"no run at {scale} scale")
+            rows.append(result)
+            continue
+        task, seeds = ref["task"], ref.get("seeds", spec["seeds"])
+        settings = {**spec.get("flags", {}), **ref.get("flags", {})}
+        command = ["python", "-m", "benchmarks.finetune_compare", f"--task={task}",
+                   f"--poolings={spec['pooling']}", f"--seeds={','.join(map(str, seeds))}",
+                   *(f"--{k}={v}" for k, v in settings.items()),
+                   *([f"--results_dir={results_dir}"] if results_dir != FINETUNE_RESULTS
+                     else [])]
+        missing = [f"{prefix}_{spec['pooling']}_seed{seed}" for seed in seeds
+                   for prefix in ("ours", "hf") if not os.path.exists(os.path.join(
+                       results_dir, task, f"{prefix}_{spec['pooling']}_seed{seed}.json"))]
+        if task not in commands:
+            commands[task] = command
+            if not missing:
+                pass
+            elif dry_run:
+                log(f"[reproduce] would run {', '.join(missing)}: {shell_command(command)}")
+            elif not report_only:
+                log(f"[reproduce] running: {shell_command(command)}")
+                done = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, check=False)
+                if done.returncode:
+                    raise RunFailedError(f"{shell_command(command)} failed (exit "
+                                         f"{done.returncode}); each run's log is beside its "
+                                         f"JSON under {results_dir}/{task}/.")
+        result.run = f"{task} ({spec['pooling']})"
+        for prefix, attr in (("ours", "ours"), ("hf", "reference")):
+            values = [v * ref.get("factor", 1) for v in _compare_values(
+                results_dir, task, prefix, spec["pooling"], seeds,
+                ref.get("split", "validation"), ref["metric"])]
+            if values:
+                setattr(result, attr, statistics.fmean(values))
+                setattr(result, f"{attr}_std",
+                        statistics.stdev(values) if len(values) > 1 else None)
+                setattr(result, "seeds" if attr == "ours" else "reference_seeds", len(values))
+        rows.append(result)
+    return rows, commands
+
+
+def _compare_values(results_dir: str, task: str, prefix: str, pooling: str,
+                    seeds: Sequence[int], split: str, metric: str) -> list[float]:
+    values = []
+    for seed in seeds:
+        path = os.path.join(results_dir, task, f"{prefix}_{pooling}_seed{seed}.json")
+        if os.path.exists(path):
+            with open(path) as f:
+                values.append(float(json.load(f)[split][metric]))
+    return values
 
 
 def check_data(runner: GroupRunner, run_ids: Sequence[str]) -> None:
@@ -469,21 +562,49 @@ def _fmt(value: float | None, std: float | None = None, digits: int = 2) -> str:
     return text + (f" ± {std:.{digits}f}" if std is not None else "")
 
 
+def reference_gap(r: RowResult) -> str:
+    """Ours minus the reference, and whether the gap is inside the two seed spreads
+    combined (one-seed sides borrow the other side's spread)."""
+    if r.ours is None or r.reference is None:
+        return "-"
+    gap = r.ours - r.reference
+    std_a, std_b = r.ours_std or r.reference_std, r.reference_std or r.ours_std
+    noise = math.hypot(std_a or 0.0, std_b or 0.0)
+    if not noise:
+        return f"{gap:+.2f} (one seed each)"
+    inside = "within" if abs(gap) <= noise else "**outside**"
+    return f"{gap:+.2f} ({inside} the seed spread {noise:.2f})"
+
+
 def write_report(results_dir: str, name: str, table: Mapping[str, Any], scale: str,
                  rows: Sequence[RowResult], commands: Mapping[str, Sequence[str]],
                  invocation: str) -> str:
     """``TABLE.md`` and ``TABLE.json`` under ``results_dir``; returns the markdown."""
     verdicts = agreement(table, rows)
-    spec = table[scale]
+    spec = scale_spec(table, scale)
+    compared = "compare" in spec
     lines = [f"# {table['title']}", "",
              f"Paper: {table['paper']}. Paper metric: {table['paper_metric']}.", "",
-             f"Ours ({scale} scale): {spec.get('ours_metric', '')}.", "",
-             f"Produced by: `{invocation}`", "",
-             "| row | paper | ours | run | paper source (check) |",
-             "|---|---|---|---|---|"]
+             f"Ours ({scale} scale): {spec.get('ours_metric', '')}.", ""]
+    if compared:
+        lines += [f"Reference: {spec.get('reference', '')}.", ""]
+    lines += [f"Produced by: `{invocation}`", ""]
+    if compared:
+        lines += ["| row | paper | ours | reference | ours - reference | run | "
+                  "paper source (check) |", "|---|---|---|---|---|---|---|"]
+    else:
+        lines += ["| row | paper | ours | run | paper source (check) |", "|---|---|---|---|---|"]
     for r in rows:
         ours = _fmt(r.ours, r.ours_std) if r.missing is None else f"not run: {r.missing}"
-        lines.append(f"| {r.label} | {_fmt(r.paper, r.paper_std)} | {ours} | "
+        if r.seeds and compared:
+            ours += f" ({r.seeds} seeds)" if r.seeds > 1 else " (1 seed)"
+        beside = ""
+        if compared:
+            reference = _fmt(r.reference, r.reference_std) + (
+                f" ({r.reference_seeds} seeds)" if r.reference_seeds > 1 else
+                " (1 seed)" if r.reference_seeds else "")
+            beside = f"{reference} | {reference_gap(r)} | "
+        lines.append(f"| {r.label} | {_fmt(r.paper, r.paper_std)} | {ours} | {beside}"
                      f"{r.run or '-'} | {r.source} ({r.check}) |")
     if verdicts:
         lines += ["", "Directions the paper reports, and ours:", "",
@@ -495,8 +616,10 @@ def write_report(results_dir: str, name: str, table: Mapping[str, Any], scale: s
             lines.append(f"| {v['claim']} ({v['rows'][0]} vs {v['rows'][1]}) | {paper} | "
                          f"{ours} | **{v['verdict']}**{detail} |")
     if commands:
-        lines += ["", "Runs (each command makes one model dir; a finished run is not "
-                  "run again):", "", "```"]
+        lines += ["", "Sweeps (one per task, each run's result a JSON under "
+                  "results/benchmark/finetune/TASK/; a run whose file exists is not run "
+                  "again):" if compared else "Runs (each command makes one model dir; a "
+                  "finished run is not run again):", "", "```"]
         lines += [shell_command(command) for command in commands.values()]
         lines += ["```"]
     markdown = "\n".join(lines) + "\n"
@@ -519,8 +642,11 @@ def plot_table(results_dir: str, name: str, table: Mapping[str, Any], scale: str
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    kind = table[scale].get("plot", "bars")
+    kind = scale_spec(table, scale).get("plot", "bars")
     path = os.path.join(results_dir, f"{name}.png")
+    if "compare" in scale_spec(table, scale):
+        _plot_comparison(table, rows, path)
+        return [path]
     if kind == "curve":
         fig, ax = plt.subplots(figsize=(5.5, 3.8))
         series: dict[str, list[tuple[float, float]]] = {}
@@ -573,6 +699,37 @@ def plot_table(results_dir: str, name: str, table: Mapping[str, Any], scale: str
     return [path]
 
 
+def _plot_comparison(table: Mapping[str, Any], rows: Sequence[RowResult], path: str) -> None:
+    """Per row: ours and the reference side by side with their seed spreads as error
+    bars, the paper's figure as a marker."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(1.2 * len(rows) + 2.5, 3.8))
+    width = 0.38
+    for offset, which, label, color in ((-width / 2, "ours", "ours", "C0"),
+                                        (width / 2, "reference", "reference", "C1")):
+        xs = [i + offset for i, r in enumerate(rows) if getattr(r, which) is not None]
+        ys = [getattr(r, which) for r in rows if getattr(r, which) is not None]
+        errors = [getattr(r, f"{which}_std") or 0.0 for r in rows
+                  if getattr(r, which) is not None]
+        ax.bar(xs, ys, width, yerr=errors, capsize=3, color=color, label=label)
+    papers = [(i, r.paper) for i, r in enumerate(rows) if r.paper is not None]
+    if papers:
+        ax.scatter(*zip(*papers, strict=True), marker="_", s=500, color="k", zorder=3,
+                   label="paper (BERT-Base)")
+    ax.set_xticks(range(len(rows)), [r.label for r in rows], rotation=25, ha="right",
+                  fontsize=8)
+    ax.set_ylabel("score (mean ± std over seeds)")
+    ax.set_title(table["title"], fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+
+
 def _wrap(text: str, width: int) -> list[str]:
     import textwrap
 
@@ -606,7 +763,7 @@ def write_index(out_dir: str, doc: Mapping[str, Any], scale: str) -> str:
 def reproduce(names: Sequence[str], scale: str = "demo", *, root: str | None = None,
               results_dir: str = os.path.join("results", "reproduce"),
               extra_bindings: Sequence[str] = (), decode_flags: Sequence[str] = (),
-              dry_run: bool = False, invocation: str = "",
+              dry_run: bool = False, report_only: bool = False, invocation: str = "",
               doc: Mapping[str, Any] | None = None) -> dict[str, str]:
     """Runs and reports each table; returns ``{table: markdown}``."""
     doc = doc or load_tables()
@@ -615,7 +772,7 @@ def reproduce(names: Sequence[str], scale: str = "demo", *, root: str | None = N
     for name in names:
         rows, commands = run_table(doc, name, scale, root=root,
                                    extra_bindings=extra_bindings, decode_flags=decode_flags,
-                                   dry_run=dry_run)
+                                   dry_run=dry_run, report_only=report_only)
         if dry_run:
             continue
         table = doc["tables"][name]
@@ -623,7 +780,7 @@ def reproduce(names: Sequence[str], scale: str = "demo", *, root: str | None = N
                                      invocation or f"python -m pretrain_lm.reproduce {name} "
                                      f"--scale={scale}")
         plot_table(out_dir, name, table, scale, rows)
-        mix_run = table[scale].get("layer_weights")
+        mix_run = scale_spec(table, scale).get("layer_weights")
         if mix_run:
             _plot_layer_weights(doc, table, scale, mix_run, root, out_dir, name)
     if reports:
@@ -660,7 +817,8 @@ def main(argv: list[str]) -> None:
     if values.scale not in SCALES:
         sys.exit(f"error: --scale={values.scale}: choose one of {SCALES}.")
     names = argv[1:] or ([n for n, t in doc["tables"].items()
-                          if "unavailable" not in t[values.scale]] if values.all else [])
+                          if "unavailable" not in scale_spec(t, values.scale)]
+                          if values.all else [])
     if not names or (values.all and argv[1:]):
         sys.exit("error: name tables, or give --all (python -m pretrain_lm.reproduce --list "
                  "names them).")
@@ -672,7 +830,7 @@ def main(argv: list[str]) -> None:
                             results_dir=values.results_dir,
                             extra_bindings=values.gin_bindings,
                             decode_flags=values.decode_flag, dry_run=values.dry_run,
-                            invocation=invocation, doc=doc)
+                            report_only=values.report_only, invocation=invocation, doc=doc)
     except (TablesError, RunFailedError) as e:
         sys.exit(f"error: {e}")
     for name, markdown in reports.items():
@@ -687,13 +845,16 @@ if __name__ == "__main__":
 
     flags.DEFINE_bool("list", False, "Name the tables and exit.")
     flags.DEFINE_bool("all", False, "Every table that runs at --scale.")
-    flags.DEFINE_string("scale", "demo", "demo (shipped data, CPU minutes) or full (the "
-                        "papers' settings; needs the real datasets).")
+    flags.DEFINE_string("scale", "demo", "demo (shipped data, CPU minutes), benchmark (a "
+                        "real checkpoint fine-tuned on the real benchmark files, beside the "
+                        "reference implementation) or full (the papers' settings).")
     flags.DEFINE_string("model_dir", None, "Root of the runs: ROOT/<run group>/<run> "
                         "(default: each run group's root in data/paper_tables.json).")
     flags.DEFINE_string("results_dir", os.path.join("results", "reproduce"),
                         "Where TABLE.md / .json / .png go (under SCALE/).")
     flags.DEFINE_bool("dry_run", False, "Print the commands of missing runs; run nothing.")
+    flags.DEFINE_bool("report_only", False, "Run nothing: report the runs that exist "
+                      "(rows without results read 'not run').")
     flags.DEFINE_multi_string("gin_bindings", [], "Added to every training run "
                               "(--gin.X=V is rewritten to these).")
     flags.DEFINE_multi_string("decode_flag", [], "NAME=VALUE added to every decode run "

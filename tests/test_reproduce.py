@@ -183,6 +183,54 @@ def test_report_and_plots(tmp_path, doc):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def _compare_result(root, task, prefix, seed, **splits):
+    os.makedirs(root / task, exist_ok=True)
+    with open(root / task / f"{prefix}_pooler_seed{seed}.json", "w") as f:
+        json.dump(splits, f)
+
+
+def test_a_comparison_table_sets_ours_beside_the_reference(tmp_path, doc):
+    """``--scale=benchmark``: each row reads the per-seed JSONs of finetune_compare, ours
+    and the reference, and the report says whether ours is inside the seed spread."""
+    table = doc["tables"]["bert_glue_dev"]
+    for seed, (ours, hf) in enumerate([(84.0, 85.0), (85.0, 85.5), (86.0, 86.0)]):
+        _compare_result(tmp_path, "stsb", "ours", seed, validation={"spearman": ours})
+        _compare_result(tmp_path, "stsb", "hf", seed, validation={"spearman": hf})
+    _compare_result(tmp_path, "rte", "ours", 0, validation={"accuracy": 50.0})
+    _compare_result(tmp_path, "rte", "hf", 0, validation={"accuracy": 60.0})
+    _compare_result(tmp_path, "conll2003", "hf", 0, validation={"f1": 89.0},
+                    test={"f1": 85.0})
+    logged = []
+    rows, commands = reproduce.run_comparison(table, "benchmark", dry_run=True,
+                                              results_dir=str(tmp_path), log=logged.append)
+    by_id = {r.id: r for r in rows}
+    stsb, rte = by_id["stsb"], by_id["rte"]
+    assert (stsb.ours, stsb.ours_std, stsb.seeds) == (85.0, 1.0, 3)
+    assert stsb.reference == pytest.approx(85.5) and stsb.reference_seeds == 3
+    assert "within the seed spread" in reproduce.reference_gap(stsb)
+    assert (rte.ours, rte.reference, rte.seeds) == (50.0, 60.0, 1)
+    assert reproduce.reference_gap(rte) == "-10.00 (one seed each)"
+    assert by_id["conll_test"].reference == 85.0 and by_id["conll_test"].ours is None
+    assert by_id["conll_dev"].reference == 89.0
+    # The dry run names the runs still missing, with the sweep that makes them.
+    assert not any("--task=stsb" in line for line in logged)
+    assert any("ours_pooler_seed1" in line and "--task=rte" in line for line in logged)
+    markdown = reproduce.write_report(str(tmp_path), "cmp", table, "benchmark", rows,
+                                      commands, "cmd")
+    assert "| STS-B dev Spearman | 85.80 | 85.00 ± 1.00 (3 seeds) | 85.50 ± 0.50 (3 seeds)" \
+        in markdown
+    assert "python -m benchmarks.finetune_compare --task=rte" in markdown
+    assert reproduce.plot_table(str(tmp_path), "cmp", table, "benchmark", rows)
+    # A comparison row without its task and metric is refused by name.
+    broken = copy.deepcopy(doc)
+    broken["tables"]["bert_glue_dev"]["rows"][0]["benchmark"] = {"task": "stsb"}
+    with pytest.raises(reproduce.TablesError, match="comparison row needs"):
+        reproduce.load_tables(_write(tmp_path, broken))
+    # Tables without a benchmark entry do not run at that scale.
+    with pytest.raises(reproduce.TablesError, match="no benchmark-scale comparison"):
+        reproduce.run_table(doc, "taglm_lm_ablation", "benchmark")
+
+
 def test_unavailable_scales_and_unknown_tables_are_named(doc):
     with pytest.raises(reproduce.TablesError, match="does not run at --scale=full"):
         reproduce.run_table(doc, "taglm_lm_ablation", "full")
