@@ -358,6 +358,7 @@ class RowResult:
     reference: float | None = None  # the reference implementation's run (benchmark scale)
     reference_std: float | None = None
     reference_seeds: int = 0
+    minutes: str | None = None  # wall minutes per run, and where they ran (benchmark scale)
 
 
 def group_root(group: Mapping[str, Any], name: str, root: str | None) -> str:
@@ -458,28 +459,33 @@ def run_comparison(table: Mapping[str, Any], scale: str, *, dry_run: bool = Fals
                                          f"{done.returncode}); each run's log is beside its "
                                          f"JSON under {results_dir}/{task}/.")
         result.run = f"{task} ({spec['pooling']})"
+        timings = []
         for prefix, attr in (("ours", "ours"), ("hf", "reference")):
-            values = [v * ref.get("factor", 1) for v in _compare_values(
-                results_dir, task, prefix, spec["pooling"], seeds,
-                ref.get("split", "validation"), ref["metric"])]
+            runs = _compare_runs(results_dir, task, prefix, spec["pooling"], seeds)
+            values = [float(r[ref.get("split", "validation")][ref["metric"]])
+                      * ref.get("factor", 1) for r in runs]
             if values:
                 setattr(result, attr, statistics.fmean(values))
                 setattr(result, f"{attr}_std",
                         statistics.stdev(values) if len(values) > 1 else None)
                 setattr(result, "seeds" if attr == "ours" else "reference_seeds", len(values))
+                minutes = statistics.fmean(r["seconds"] for r in runs) / 60
+                devices = "/".join(sorted({r.get("device", "cpu") for r in runs}))
+                timings.append(f"{attr} {minutes:.1f} ({devices})")
+        result.minutes = ", ".join(timings) or None
         rows.append(result)
     return rows, commands
 
 
-def _compare_values(results_dir: str, task: str, prefix: str, pooling: str,
-                    seeds: Sequence[int], split: str, metric: str) -> list[float]:
-    values = []
+def _compare_runs(results_dir: str, task: str, prefix: str, pooling: str,
+                  seeds: Sequence[int]) -> list[dict[str, Any]]:
+    runs = []
     for seed in seeds:
         path = os.path.join(results_dir, task, f"{prefix}_{pooling}_seed{seed}.json")
         if os.path.exists(path):
             with open(path) as f:
-                values.append(float(json.load(f)[split][metric]))
-    return values
+                runs.append(json.load(f))
+    return runs
 
 
 def check_data(runner: GroupRunner, run_ids: Sequence[str]) -> None:
@@ -590,8 +596,8 @@ def write_report(results_dir: str, name: str, table: Mapping[str, Any], scale: s
         lines += [f"Reference: {spec.get('reference', '')}.", ""]
     lines += [f"Produced by: `{invocation}`", ""]
     if compared:
-        lines += ["| row | paper | ours | reference | ours - reference | run | "
-                  "paper source (check) |", "|---|---|---|---|---|---|---|"]
+        lines += ["| row | paper | ours | reference | ours - reference | minutes per run "
+                  "(where) | run | paper source (check) |", "|---|---|---|---|---|---|---|---|"]
     else:
         lines += ["| row | paper | ours | run | paper source (check) |", "|---|---|---|---|---|"]
     for r in rows:
@@ -603,7 +609,7 @@ def write_report(results_dir: str, name: str, table: Mapping[str, Any], scale: s
             reference = _fmt(r.reference, r.reference_std) + (
                 f" ({r.reference_seeds} seeds)" if r.reference_seeds > 1 else
                 " (1 seed)" if r.reference_seeds else "")
-            beside = f"{reference} | {reference_gap(r)} | "
+            beside = f"{reference} | {reference_gap(r)} | {r.minutes or '-'} | "
         lines.append(f"| {r.label} | {_fmt(r.paper, r.paper_std)} | {ours} | {beside}"
                      f"{r.run or '-'} | {r.source} ({r.check}) |")
     if verdicts:

@@ -186,7 +186,7 @@ def test_report_and_plots(tmp_path, doc):
 def _compare_result(root, task, prefix, seed, **splits):
     os.makedirs(root / task, exist_ok=True)
     with open(root / task / f"{prefix}_pooler_seed{seed}.json", "w") as f:
-        json.dump(splits, f)
+        json.dump({"seconds": 600.0, **splits}, f)
 
 
 def test_a_comparison_table_sets_ours_beside_the_reference(tmp_path, doc):
@@ -219,6 +219,7 @@ def test_a_comparison_table_sets_ours_beside_the_reference(tmp_path, doc):
                                       commands, "cmd")
     assert "| STS-B dev Spearman | 85.80 | 85.00 ± 1.00 (3 seeds) | 85.50 ± 0.50 (3 seeds)" \
         in markdown
+    assert "ours 10.0 (cpu), reference 10.0 (cpu)" in markdown
     assert "python -m benchmarks.finetune_compare --task=rte" in markdown
     assert reproduce.plot_table(str(tmp_path), "cmp", table, "benchmark", rows)
     # A comparison row without its task and metric is refused by name.
