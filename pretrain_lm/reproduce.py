@@ -109,6 +109,9 @@ def load_tables(path: str = TABLES_FILE) -> dict[str, Any]:
                 if row.get(scale) is None or "unavailable" in spec:
                     continue
                 if "compare" in spec:
+                    if spec["compare"] not in COMPARISONS:
+                        raise TablesError(f"{path}: table {name!r}: compare must be one of "
+                                          f"{sorted(COMPARISONS)}.")
                     if not isinstance(row[scale], dict) or not {"task", "metric"} <= set(
                             row[scale]):
                         raise TablesError(f"{where}: a {scale} comparison row needs "
@@ -416,14 +419,22 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
 
 
 def run_comparison(table: Mapping[str, Any], scale: str, *, dry_run: bool = False,
-                   report_only: bool = False, results_dir: str = FINETUNE_RESULTS,
+                   report_only: bool = False, results_dir: str | None = None,
                    log: Callable[[str], None] = print
                    ) -> tuple[list[RowResult], dict[str, list[str]]]:
-    """A ``compare`` table: each row is one benchmark task fine-tuned by this project and
-    by the reference implementation (``benchmarks.finetune_compare``: same checkpoint,
-    rows, recipe and seeds; runs whose result file exists are not run again). Returns
-    the rows (ours, the reference, the paper) and the sweep command of each task."""
+    """A ``compare`` table: each row measured by this project and by a reference
+    implementation in the same run, from the result files of a benchmark script (runs
+    whose file exists are not run again). ``compare`` names the script:
+
+    * ``finetune``: ``benchmarks.finetune_compare`` (ours and HuggingFace fine-tune the
+      same checkpoint on the same rows with the same recipe and seeds);
+    * ``word_vectors``: ``benchmarks.word_vectors`` (our word-similarity and analogy
+      evaluators and gensim's, on the same vectors).
+
+    Returns the rows (ours, the reference, the paper) and the command of each task."""
     spec = scale_spec(table, scale)
+    kind = COMPARISONS[spec["compare"]]
+    results_dir = results_dir or kind.results_dir
     commands: dict[str, list[str]] = {}
     rows = []
     for row in table["rows"]:
@@ -435,16 +446,8 @@ def run_comparison(table: Mapping[str, Any], scale: str, *, dry_run: bool = Fals
             result.missing = row.get("missing", f"no run at {scale} scale")
             rows.append(result)
             continue
-        task, seeds = ref["task"], ref.get("seeds", spec["seeds"])
-        settings = {**spec.get("flags", {}), **ref.get("flags", {})}
-        command = ["python", "-m", "benchmarks.finetune_compare", f"--task={task}",
-                   f"--poolings={spec['pooling']}", f"--seeds={','.join(map(str, seeds))}",
-                   *(f"--{k}={v}" for k, v in settings.items()),
-                   *([f"--results_dir={results_dir}"] if results_dir != FINETUNE_RESULTS
-                     else [])]
-        missing = [f"{prefix}_{spec['pooling']}_seed{seed}" for seed in seeds
-                   for prefix in ("ours", "hf") if not os.path.exists(os.path.join(
-                       results_dir, task, f"{prefix}_{spec['pooling']}_seed{seed}.json"))]
+        task = ref["task"]
+        command, missing = kind.command(spec, ref, results_dir)
         if task not in commands:
             commands[task] = command
             if not missing:
@@ -456,36 +459,103 @@ def run_comparison(table: Mapping[str, Any], scale: str, *, dry_run: bool = Fals
                 done = subprocess.run([sys.executable, *command[1:]], cwd=ROOT, check=False)
                 if done.returncode:
                     raise RunFailedError(f"{shell_command(command)} failed (exit "
-                                         f"{done.returncode}); each run's log is beside its "
-                                         f"JSON under {results_dir}/{task}/.")
-        result.run = f"{task} ({spec['pooling']})"
+                                         f"{done.returncode}); the logs are under "
+                                         f"{results_dir}.")
+        result.run = kind.run_name(spec, ref)
         timings = []
-        for prefix, attr in (("ours", "ours"), ("hf", "reference")):
-            runs = _compare_runs(results_dir, task, prefix, spec["pooling"], seeds)
-            values = [float(r[ref.get("split", "validation")][ref["metric"]])
-                      * ref.get("factor", 1) for r in runs]
-            if values:
-                setattr(result, attr, statistics.fmean(values))
-                setattr(result, f"{attr}_std",
-                        statistics.stdev(values) if len(values) > 1 else None)
-                setattr(result, "seeds" if attr == "ours" else "reference_seeds", len(values))
-                minutes = statistics.fmean(r["seconds"] for r in runs) / 60
-                devices = "/".join(sorted({r.get("device", "cpu") for r in runs}))
-                timings.append(f"{attr} {minutes:.1f} ({devices})")
+        for side, measured in kind.sides(spec, ref, results_dir).items():
+            if not measured:
+                continue
+            values = [value * ref.get("factor", 1) for value, _, _ in measured]
+            setattr(result, side, statistics.fmean(values))
+            setattr(result, f"{side}_std", statistics.stdev(values) if len(values) > 1 else None)
+            setattr(result, "seeds" if side == "ours" else "reference_seeds", len(values))
+            minutes = statistics.fmean(seconds for _, seconds, _ in measured) / 60
+            devices = "/".join(sorted({device for _, _, device in measured}))
+            timings.append(f"{side} {minutes:.1f} ({devices})")
         result.minutes = ", ".join(timings) or None
         rows.append(result)
     return rows, commands
 
 
-def _compare_runs(results_dir: str, task: str, prefix: str, pooling: str,
-                  seeds: Sequence[int]) -> list[dict[str, Any]]:
-    runs = []
-    for seed in seeds:
-        path = os.path.join(results_dir, task, f"{prefix}_{pooling}_seed{seed}.json")
-        if os.path.exists(path):
-            with open(path) as f:
-                runs.append(json.load(f))
-    return runs
+Measured = list[tuple[float, float, str]]  # (value, seconds, device) per run
+
+
+class FinetuneComparison:
+    """``benchmarks.finetune_compare``: one JSON per implementation, pooling and seed."""
+
+    results_dir = FINETUNE_RESULTS
+
+    @staticmethod
+    def _path(results_dir: str, task: str, prefix: str, pooling: str, seed: int) -> str:
+        return os.path.join(results_dir, task, f"{prefix}_{pooling}_seed{seed}.json")
+
+    @classmethod
+    def command(cls, spec: Mapping[str, Any], ref: Mapping[str, Any], results_dir: str
+                ) -> tuple[list[str], list[str]]:
+        task, seeds = ref["task"], ref.get("seeds", spec["seeds"])
+        settings = {**spec.get("flags", {}), **ref.get("flags", {})}
+        command = ["python", "-m", "benchmarks.finetune_compare", f"--task={task}",
+                   f"--poolings={spec['pooling']}", f"--seeds={','.join(map(str, seeds))}",
+                   *(f"--{k}={v}" for k, v in settings.items()),
+                   *([f"--results_dir={results_dir}"] if results_dir != cls.results_dir
+                     else [])]
+        missing = [f"{prefix}_{spec['pooling']}_seed{seed}" for seed in seeds
+                   for prefix in ("ours", "hf") if not os.path.exists(
+                       cls._path(results_dir, task, prefix, spec["pooling"], seed))]
+        return command, missing
+
+    @staticmethod
+    def run_name(spec: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
+        return f"{ref['task']} ({spec['pooling']})"
+
+    @classmethod
+    def sides(cls, spec: Mapping[str, Any], ref: Mapping[str, Any], results_dir: str
+              ) -> dict[str, Measured]:
+        out: dict[str, Measured] = {}
+        for prefix, side in (("ours", "ours"), ("hf", "reference")):
+            out[side] = []
+            for seed in ref.get("seeds", spec["seeds"]):
+                path = cls._path(results_dir, ref["task"], prefix, spec["pooling"], seed)
+                if os.path.exists(path):
+                    with open(path) as f:
+                        run = json.load(f)
+                    out[side].append((float(run[ref.get("split", "validation")][ref["metric"]]),
+                                      float(run["seconds"]), run.get("device", "cpu")))
+        return out
+
+
+class WordVectorComparison:
+    """``benchmarks.word_vectors``: one JSON per vector source, ours and gensim's figures."""
+
+    results_dir = os.path.join(ROOT, "results", "benchmark", "word_vectors")
+
+    @classmethod
+    def command(cls, spec: Mapping[str, Any], ref: Mapping[str, Any], results_dir: str
+                ) -> tuple[list[str], list[str]]:
+        command = ["python", "-m", "benchmarks.word_vectors", f"--vectors={ref['task']}",
+                   *([f"--results_dir={results_dir}"] if results_dir != cls.results_dir
+                     else [])]
+        done = os.path.exists(os.path.join(results_dir, f"{ref['task']}.json"))
+        return command, [] if done else [ref["task"]]
+
+    @staticmethod
+    def run_name(spec: Mapping[str, Any], ref: Mapping[str, Any]) -> str:
+        return ref["task"]
+
+    @staticmethod
+    def sides(spec: Mapping[str, Any], ref: Mapping[str, Any], results_dir: str
+              ) -> dict[str, Measured]:
+        path = os.path.join(results_dir, f"{ref['task']}.json")
+        if not os.path.exists(path):
+            return {}
+        with open(path) as f:
+            run = json.load(f)
+        return {side: [(float(run[key][ref["metric"]]), float(run["seconds"]), "cpu")]
+                for side, key in (("ours", "ours"), ("reference", "gensim"))}
+
+
+COMPARISONS = {"finetune": FinetuneComparison, "word_vectors": WordVectorComparison}
 
 
 def check_data(runner: GroupRunner, run_ids: Sequence[str]) -> None:
@@ -569,8 +639,9 @@ def _fmt(value: float | None, std: float | None = None, digits: int = 2) -> str:
 
 
 def reference_gap(r: RowResult) -> str:
-    """Ours minus the reference, and whether the gap is inside the two seed spreads
-    combined (one-seed sides borrow the other side's spread)."""
+    """Ours minus the reference; whether the gap is inside the two seed spreads combined
+    (one-seed sides borrow the other side's spread); and, with two or more seeds on each
+    side, Welch's t-test p-value (small: the gap is unlikely to be seed noise)."""
     if r.ours is None or r.reference is None:
         return "-"
     gap = r.ours - r.reference
@@ -579,7 +650,15 @@ def reference_gap(r: RowResult) -> str:
     if not noise:
         return f"{gap:+.2f} (one seed each)"
     inside = "within" if abs(gap) <= noise else "**outside**"
-    return f"{gap:+.2f} ({inside} the seed spread {noise:.2f})"
+    text = f"{gap:+.2f} ({inside} the seed spread {noise:.2f}"
+    if r.seeds > 1 and r.reference_seeds > 1 and r.ours_std and r.reference_std:
+        import scipy.stats
+
+        p = scipy.stats.ttest_ind_from_stats(r.ours, r.ours_std, r.seeds, r.reference,
+                                             r.reference_std, r.reference_seeds,
+                                             equal_var=False).pvalue
+        text += f"; Welch p = {p:.2f}"
+    return text + ")"
 
 
 def write_report(results_dir: str, name: str, table: Mapping[str, Any], scale: str,
@@ -622,8 +701,7 @@ def write_report(results_dir: str, name: str, table: Mapping[str, Any], scale: s
             lines.append(f"| {v['claim']} ({v['rows'][0]} vs {v['rows'][1]}) | {paper} | "
                          f"{ours} | **{v['verdict']}**{detail} |")
     if commands:
-        lines += ["", "Sweeps (one per task, each run's result a JSON under "
-                  "results/benchmark/finetune/TASK/; a run whose file exists is not run "
+        lines += ["", "Commands (one per task; a run whose result file exists is not run "
                   "again):" if compared else "Runs (each command makes one model dir; a "
                   "finished run is not run again):", "", "```"]
         lines += [shell_command(command) for command in commands.values()]

@@ -478,3 +478,61 @@ def test_a_short_finetune_on_real_stsb_correlates_with_the_gold_scores(packages,
     print("STS-B dev after 40 steps:", scores)
     assert rows[-1].num_examples == 1500
     assert scores["pearson"] > 30 and scores["spearman"] > 30, scores
+
+
+# ---------------------------------------------------------------------------------------
+# Word-vector evaluation: ours equals gensim's on the same vectors and sets.
+
+
+def test_word_vector_evaluators_equal_gensims(packages):
+    """The shipped PPMI-SVD vectors cut to 3,000 words: Spearman on WordSim353 and
+    SimLex-999 and 3CosAdd analogy accuracy equal gensim's evaluators, which read their
+    own copies of the sets (questions with an unknown word skipped by both)."""
+    import gensim
+    from gensim.models import KeyedVectors
+
+    from tasks import word_vector_eval as wve
+    from tasks import word_vocab
+
+    vectors = word_vocab.load_vectors(
+        os.path.join(REPO_ROOT, "data", "vectors", "ppmi_svd_50d.txt.gz"), limit=3000)
+    kv = KeyedVectors(vectors.dim)
+    kv.add_vectors(vectors.words, vectors.vectors)
+    data = os.path.join(os.path.dirname(gensim.__file__), "test", "test_data")
+    for pairs, file in ((bd.wordsim353(), "wordsim353.tsv"), (bd.simlex999(), "simlex999.txt")):
+        ours = wve.word_pair_correlation(vectors, pairs)
+        _, spearman, oov_percent = kv.evaluate_word_pairs(os.path.join(data, file),
+                                                          restrict_vocab=len(vectors))
+        assert ours["spearman"] == pytest.approx(100 * spearman.statistic, abs=1e-9)
+        assert 100 * ours["oov_pairs"] / len(pairs) == pytest.approx(oov_percent)
+    ours = wve.analogy_accuracy(vectors, bd.analogies(), restrict_vocab=2000)
+    _, sections = kv.evaluate_word_analogies(os.path.join(data, "questions-words.txt"),
+                                             restrict_vocab=2000)
+    right = sum(len(s["correct"]) for s in sections[:-1])
+    asked = right + sum(len(s["incorrect"]) for s in sections[:-1])
+    assert ours["questions"] == asked > 100
+    assert ours["total"] == pytest.approx(100 * right / asked)
+    for s in sections[:-1]:
+        n = len(s["correct"]) + len(s["incorrect"])
+        if n:
+            assert ours["sections"][s["section"]]["accuracy"] == pytest.approx(
+                100 * len(s["correct"]) / n), s["section"]
+
+
+def test_analogy_excludes_the_question_words_and_skips_unknown_ones():
+    from tasks import word_vector_eval as wve
+    from tasks.word_vocab import PretrainedVectors
+
+    words = ["king", "man", "woman", "queen", "apple"]
+    vectors = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1], [0, 1, 1], [0.1, 1, 0.2]], np.float32)
+    table = PretrainedVectors(words, vectors)
+    questions = [("family", "man", "king", "woman", "queen"),   # king - man + woman
+                 ("family", "man", "Man", "woman", "woman"),    # only the question words fit
+                 ("gram-x", "man", "king", "pear", "queen")]    # 'pear' is unknown
+    result = wve.analogy_accuracy(table, questions, restrict_vocab=None)
+    assert (result["questions"], result["oov_questions"]) == (2, 1)
+    assert result["sections"]["family"] == {"accuracy": 50.0, "questions": 2}
+    assert result["semantic"] == 50.0 and result["syntactic"] == 0.0
+    # The first (most frequent) of several case variants is the one used.
+    cased = PretrainedVectors(["Paris", "paris"], np.array([[1, 0], [0, 1]], np.float32))
+    assert wve._vocabulary(cased, None)[0] == {"paris": 0}

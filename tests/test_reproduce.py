@@ -33,8 +33,8 @@ def test_every_table_row_has_a_paper_source_and_a_check_mark(doc):
         assert table["rows"], name
         for row in table["rows"]:
             assert row["source"] and row["check"] in reproduce.CHECKS, (name, row["id"])
-            # the paper's arXiv id is named in the table
-            assert "arXiv" in table["paper"], name
+            # the paper's arXiv or ACL Anthology id is named in the table
+            assert "arXiv" in table["paper"] or "ACL Anthology" in table["paper"], name
     listing = reproduce.list_tables(doc)
     for name in doc["tables"]:
         assert name in listing
@@ -208,6 +208,7 @@ def test_a_comparison_table_sets_ours_beside_the_reference(tmp_path, doc):
     assert (stsb.ours, stsb.ours_std, stsb.seeds) == (85.0, 1.0, 3)
     assert stsb.reference == pytest.approx(85.5) and stsb.reference_seeds == 3
     assert "within the seed spread" in reproduce.reference_gap(stsb)
+    assert "Welch p = 0.50" in reproduce.reference_gap(stsb)
     assert (rte.ours, rte.reference, rte.seeds) == (50.0, 60.0, 1)
     assert reproduce.reference_gap(rte) == "-10.00 (one seed each)"
     assert by_id["conll_test"].reference == 85.0 and by_id["conll_test"].ours is None

@@ -5,7 +5,7 @@ Run from the repository root (deterministic; about a minute on one CPU core):
     python data/vectors/build.py
 
 What it does (Levy, Goldberg & Dagan 2015, "Improving distributional similarity with
-lessons learned from word embeddings", the PPMI + SVD recipe):
+lessons learned from word embeddings", the PPMI + SVD recipe of `tasks/ppmi_svd.py`):
 
 1. Corpus: `data/corpus/gcide/gcide.txt` (all of it) and the *train* chapters of
    `data/corpus/austen.txt` (`tasks.pretraining.corpus_split_documents(..., "train", 0.05)`).
@@ -31,19 +31,14 @@ lessons learned from word embeddings", the PPMI + SVD recipe):
 
 from __future__ import annotations
 
-import collections
-import gzip
 import os
 import sys
 import time
 
-import numpy as np
-import scipy.sparse as sp
-from scipy.sparse.linalg import svds
-
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, ROOT)
 
+from tasks import ppmi_svd  # noqa: E402
 from tasks.bilm import tokenize  # noqa: E402
 from tasks.pretraining import corpus_split_documents  # noqa: E402
 
@@ -52,13 +47,8 @@ AUSTEN = os.path.join(ROOT, "data/corpus/austen.txt")
 VALIDATION_FRACTION = 0.05
 OUT = os.path.join(ROOT, "data/vectors/ppmi_svd_50d.txt.gz")
 
-MIN_COUNT = 5
-MAX_VOCAB = 20_000
-WINDOW = 5
-ALPHA = 0.75
-DIM = 50
-P = 0.5
-SEED = 0
+CONFIG = ppmi_svd.PpmiSvdConfig(min_count=5, max_vocab=20_000, window=5, alpha=0.75, dim=50,
+                                p=0.5, seed=0)
 
 
 def sentences() -> list[list[str]]:
@@ -71,83 +61,21 @@ def sentences() -> list[list[str]]:
     return [s for s in out if s]
 
 
-def vocabulary(sents: list[list[str]]) -> tuple[list[str], np.ndarray]:
-    counts = collections.Counter(t for s in sents for t in s)
-    kept = sorted((w for w, c in counts.items() if c >= MIN_COUNT),
-                  key=lambda w: (-counts[w], w))[:MAX_VOCAB]
-    return kept, np.array([counts[w] for w in kept], dtype=np.int64)
-
-
-def cooccurrences(sents: list[list[str]], words: list[str]) -> sp.csr_matrix:
-    """Symmetric 1/distance-weighted counts within WINDOW tokens of the same sentence."""
-    index = {w: i for i, w in enumerate(words)}
-    ids = np.array([index.get(t, -1) for s in sents for t in s], dtype=np.int64)
-    sent = np.repeat(np.arange(len(sents)), [len(s) for s in sents])
-    rows, cols, vals = [], [], []
-    for d in range(1, WINDOW + 1):
-        a, b = ids[:-d], ids[d:]
-        ok = (sent[:-d] == sent[d:]) & (a >= 0) & (b >= 0)
-        a, b = a[ok], b[ok]
-        w = np.full(len(a), 1.0 / d)
-        rows += [a, b]
-        cols += [b, a]
-        vals += [w, w]
-    n = len(words)
-    m = sp.coo_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                      shape=(n, n)).tocsr()
-    m.sum_duplicates()
-    return m
-
-
-def ppmi(m: sp.csr_matrix) -> sp.csr_matrix:
-    total = m.sum()
-    row = np.asarray(m.sum(axis=1)).ravel()
-    col_a = np.asarray(m.sum(axis=0)).ravel() ** ALPHA
-    p_w = row / total
-    p_c = col_a / col_a.sum()
-    coo = m.tocoo()
-    pmi = np.log(coo.data / total) - np.log(p_w[coo.row]) - np.log(p_c[coo.col])
-    keep = pmi > 0
-    out = sp.coo_matrix((pmi[keep], (coo.row[keep], coo.col[keep])), shape=m.shape).tocsr()
-    out.sort_indices()
-    return out
-
-
-def factorise(m: sp.csr_matrix) -> np.ndarray:
-    v0 = np.random.default_rng(SEED).standard_normal(min(m.shape))
-    u, s, _ = svds(m, k=DIM, v0=v0, solver="arpack", random_state=SEED)
-    order = np.argsort(-s)
-    u, s = u[:, order], s[order]
-    signs = np.sign(u[np.abs(u).argmax(axis=0), np.arange(DIM)])
-    w = u * signs * s ** P
-    norms = np.linalg.norm(w, axis=1, keepdims=True)
-    return w / np.where(norms > 0, norms, 1.0)
-
-
-def write(words: list[str], vecs: np.ndarray) -> None:
-    os.makedirs(os.path.dirname(OUT), exist_ok=True)
-    with open(OUT, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0,
-                                                   filename="") as f:
-        for w, v in zip(words, vecs, strict=True):
-            vals = " ".join(f"{x:.5f}".replace("-0.00000", "0.00000") for x in v)
-            f.write(f"{w} {vals}\n".encode())
-
-
 def main() -> None:
     t0 = time.time()
     sents = sentences()
     n_tokens = sum(len(s) for s in sents)
     print(f"{len(sents):,} sentences, {n_tokens:,} tokens ({time.time() - t0:.1f}s)")
-    words, counts = vocabulary(sents)
+    words, counts = ppmi_svd.vocabulary(sents, CONFIG)
     print(f"vocabulary: {len(words):,} words (count >= {counts[-1]}), covering "
           f"{counts.sum() / n_tokens:.2%} of the tokens")
-    m = cooccurrences(sents, words)
+    m = ppmi_svd.cooccurrences(sents, words, CONFIG.window)
     print(f"co-occurrence matrix: {m.nnz:,} non-zeros ({time.time() - t0:.1f}s)")
-    p = ppmi(m)
+    p = ppmi_svd.ppmi(m, CONFIG.alpha)
     print(f"PPMI matrix: {p.nnz:,} positive entries ({time.time() - t0:.1f}s)")
-    vecs = factorise(p)
+    vecs = ppmi_svd.factorise(p, CONFIG)
     print(f"SVD done ({time.time() - t0:.1f}s)")
-    write(words, vecs)
+    ppmi_svd.write_glove_text(words, vecs, OUT)
     print(f"wrote {OUT}: {os.path.getsize(OUT):,} bytes ({time.time() - t0:.1f}s total)")
 
 
