@@ -12,7 +12,10 @@ gradient clipping at 1.0, dropout 0.1, a head initialised N(0, 0.02), steps =
 int(train examples x epochs / batch). Pairs are truncated longest-first to the maximum
 length (BERT's ``_truncate_seq_pair``; counted), batches padded to their longest member
 (the usual PyTorch recipe). The sentence-level head reads the same ``pooling`` choices as
-``models.bert.POOLINGS``. Metrics come from ``tasks.metrics``, as ours do.
+``models.bert.POOLINGS``. CoNLL-2003 (``--task=conll2003``) tags each word at its first
+wordpiece, words past the length limit predicted ``O`` (as ``bench_conll2003_ner``), and
+is scored on dev and test. Metrics come from ``tasks.metrics``, as ours do.
+``--device=cuda`` runs on a GPU; ``--model_dir`` takes another copy of the checkpoint.
 """
 
 from __future__ import annotations

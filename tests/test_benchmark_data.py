@@ -536,3 +536,31 @@ def test_analogy_excludes_the_question_words_and_skips_unknown_ones():
     # The first (most frequent) of several case variants is the one used.
     cased = PretrainedVectors(["Paris", "paris"], np.array([[1, 0], [0, 1]], np.float32))
     assert wve._vocabulary(cased, None)[0] == {"paris": 0}
+
+
+def test_the_reference_encodes_conll_as_our_task_does(data_dir, packages):
+    """``benchmarks.finetune_reference`` (HF tokenizer) and ``bench_conll2003_ner`` (our
+    wordpiece pipeline) give every dev sentence the same ids and the same tag positions
+    (first wordpiece of each word; words past the limit cut alike), at a limit of 32 where
+    many sentences are cut."""
+    import transformers
+
+    from benchmarks import finetune_reference as ref
+    from pretrain_lm import pretrained
+    from tasks import finetuning as ft
+
+    name = "bench_conll2003_ner_bert_uncased"
+    tokenizer = transformers.BertTokenizerFast.from_pretrained(pretrained.package_model_dir())
+    sentences = bd.conll2003("validation")
+    ids, _, positions, lost = ref.encode_tagged(tokenizer, sentences, 32)
+    tags = ft.get_spec(name).label_names
+    cut = 0
+    for i, ex in enumerate(ft.eval_examples(name, "validation", 32)):
+        assert ex["input_ids"].tolist() == ids[i], i
+        placed = [p for p in positions[i] if p is not None]
+        assert np.flatnonzero(ex["label_weights"]).tolist() == placed, i
+        assert [tags[t] for t in ex["label_ids"][placed]] == [
+            t for t, p in zip(sentences[i].tags, positions[i], strict=True) if p is not None]
+        cut += len(positions[i]) - len(placed)
+    assert i + 1 == len(sentences) == 3_250
+    assert cut == lost > 1_000
