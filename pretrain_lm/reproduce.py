@@ -648,7 +648,7 @@ def reference_gap(r: RowResult) -> str:
     std_a, std_b = r.ours_std or r.reference_std, r.reference_std or r.ours_std
     noise = math.hypot(std_a or 0.0, std_b or 0.0)
     if not noise:
-        return f"{gap:+.2f} (one seed each)"
+        return "identical" if abs(gap) < 1e-9 else f"{gap:+.2f} (one seed each)"
     inside = "within" if abs(gap) <= noise else "**outside**"
     text = f"{gap:+.2f} ({inside} the seed spread {noise:.2f}"
     if r.seeds > 1 and r.reference_seeds > 1 and r.ours_std and r.reference_std:
@@ -681,13 +681,14 @@ def write_report(results_dir: str, name: str, table: Mapping[str, Any], scale: s
         lines += ["| row | paper | ours | run | paper source (check) |", "|---|---|---|---|---|"]
     for r in rows:
         ours = _fmt(r.ours, r.ours_std) if r.missing is None else f"not run: {r.missing}"
-        if r.seeds and compared:
+        deterministic = spec.get("deterministic", False)  # one run says it all
+        if r.seeds and compared and not deterministic:
             ours += f" ({r.seeds} seeds)" if r.seeds > 1 else " (1 seed)"
         beside = ""
         if compared:
             reference = _fmt(r.reference, r.reference_std) + (
-                f" ({r.reference_seeds} seeds)" if r.reference_seeds > 1 else
-                " (1 seed)" if r.reference_seeds else "")
+                "" if deterministic else f" ({r.reference_seeds} seeds)"
+                if r.reference_seeds > 1 else " (1 seed)" if r.reference_seeds else "")
             beside = f"{reference} | {reference_gap(r)} | {r.minutes or '-'} | "
         lines.append(f"| {r.label} | {_fmt(r.paper, r.paper_std)} | {ours} | {beside}"
                      f"{r.run or '-'} | {r.source} ({r.check}) |")
