@@ -545,7 +545,7 @@ def test_the_reference_encodes_conll_as_our_task_does(data_dir, packages):
     many sentences are cut."""
     import transformers
 
-    from benchmarks import finetune_reference as ref
+    from benchmarks import reference_encoding as ref
     from pretrain_lm import pretrained
     from tasks import finetuning as ft
 
