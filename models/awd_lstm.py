@@ -34,7 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import layers
-from models.base import Batch, Metrics, Model, decoder_lm_batch, perplexity
+from models.base import Batch, Metrics, Model, TaskInfo, decoder_lm_batch, perplexity
 
 Array = jax.Array
 State = list[tuple[Array, Array]]
@@ -155,6 +155,8 @@ class AWDLSTMLanguageModel(Model):
     """Next-token prediction on ``decoder_input_tokens`` -> ``decoder_target_tokens``
     (weights ``decoder_loss_weights``), with AR/TAR, the hidden state carried from batch
     to batch when ``carry_state`` (reset for evaluation, which reads its own stream)."""
+
+    input_format = "bptt_stream"
 
     config: AWDLSTMConfig = dataclasses.field(default_factory=AWDLSTMConfig)
     max_length: int = 70
@@ -297,6 +299,8 @@ class AWDLSTMClassifier(Model):
     :class:`ConcatPoolingClassifier`; its batch-norm statistics are the model state the
     trainer carries and checkpoints. Reports accuracy and the error rate (ULMFiT's)."""
 
+    input_format = "finetuning"
+
     config: AWDLSTMConfig = dataclasses.field(default_factory=AWDLSTMConfig)
     num_classes: int = 2
     max_seq_length: int = 512
@@ -332,15 +336,12 @@ class AWDLSTMClassifier(Model):
         batch = self.example_batch(batch_size)
         return {"batch_stats": self._variables(jax.random.key(0), batch)["batch_stats"]}
 
-    def check_task(self, task: str) -> None:
-        from tasks import finetuning
-
-        spec = finetuning.get_spec(task)
-        if spec.head != "classification" or spec.num_labels != self.num_classes:
+    def check_task(self, task: TaskInfo) -> None:
+        if task.head != "classification" or task.num_labels != self.num_classes:
             raise ValueError(
-                f"Task {task!r} needs head={spec.head!r} with {spec.num_labels} labels "
-                f"{list(spec.label_names)}, but the classifier has {self.num_classes} "
-                f"classes: set --gin.NUM_CLASSES={spec.num_labels}.")
+                f"Task {task.name!r} needs head={task.head!r} with {task.num_labels} labels "
+                f"{list(task.label_names)}, but the classifier has {self.num_classes} "
+                f"classes: set --gin.NUM_CLASSES={task.num_labels}.")
 
     def logits(self, params: dict, state: dict, batch: Batch, *, rng: Array | None,
                train: bool) -> tuple[Array, dict]:

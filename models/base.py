@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import math
 from collections.abc import Mapping
+from typing import ClassVar, Protocol
 
 import jax
 import numpy as np
@@ -24,8 +25,30 @@ Batch = Mapping[str, Array]
 Metrics = dict[str, tuple[Array, Array]]
 
 
+class TaskInfo(Protocol):
+    """What ``Model.check_task`` may know of a task (``tasks.task_info(name)`` gives it;
+    models do not import ``tasks/``)."""
+
+    name: str
+    vocab_sizes: Mapping[str, int]  # each output feature's vocabulary size
+    head: str | None                # fine-tuning head, None for other tasks
+    label_names: tuple[str, ...]    # fine-tuning labels
+    tag_names: tuple[str, ...] | None  # a word-level tagging task's tags
+
+    @property
+    def num_labels(self) -> int: ...
+
+
 class Model(abc.ABC):
-    """Objective wrapper the trainer trains; subclasses wrap one Flax network."""
+    """Objective wrapper the trainer trains; subclasses wrap one Flax network.
+
+    ``input_format`` names the batches the model reads (``tasks.formats``:
+    ``bert_pretraining``, ``finetuning``, ``seq2seq``, ``decoder``, ``bptt_stream``,
+    ``word_level``); the trainer asks ``tasks.get_dataset`` for that format, which
+    refuses a task of another kind. None: the format is inferred from the task.
+    """
+
+    input_format: ClassVar[str | None] = None
 
     @abc.abstractmethod
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
@@ -85,7 +108,7 @@ class Model(abc.ABC):
         """Size of the token-id space the model embeds (checked against the task's)."""
         return None
 
-    def check_task(self, task: str) -> None:
+    def check_task(self, task: TaskInfo) -> None:
         """Raises a clear error if the task's examples do not fit this model (default: ok)."""
         del task
 
@@ -101,6 +124,8 @@ class Seq2SeqObjective(Model):
     NLL. Subclasses give ``apply`` (logits ``[b, t, vocab]`` of seqio's
     ``EncDecFeatureConverter`` batches) and ``label_smoothing``, ``max_source_length``
     and ``max_target_length`` attributes."""
+
+    input_format = "seq2seq"
 
     label_smoothing: float
     max_source_length: int

@@ -22,7 +22,7 @@ import numpy as np
 import optax
 
 from models import layers
-from models.base import Batch, Metrics, Model, perplexity
+from models.base import Batch, Metrics, Model, TaskInfo, perplexity
 
 Array = jax.Array
 
@@ -193,6 +193,8 @@ class BertPretrainingModel(Model):
     loss = mean MLM NLL over the real masked positions + mean NSP NLL.
     """
 
+    input_format = "bert_pretraining"
+
     config: BertConfig = BertConfig()
     max_seq_length: int = 128
     max_predictions_per_seq: int = 20
@@ -360,6 +362,8 @@ class BertFineTuningModel(Model):
     (tokens for ``token``); span loss = (start CE + end CE) / 2 as in ``run_squad.py``.
     """
 
+    input_format = "finetuning"
+
     config: BertConfig = BertConfig()
     head: str = "classification"
     num_labels: int = 2
@@ -437,18 +441,18 @@ class BertFineTuningModel(Model):
         metrics["task_loss"] = (nll, count)
         return loss, metrics
 
-    def check_task(self, task: str) -> None:
+    def check_task(self, task: TaskInfo) -> None:
         """The task's head and number of labels must be this model's."""
-        from tasks import finetuning
-
-        spec = finetuning.get_spec(task)
-        if (spec.head, spec.num_labels) != (self.head, self.num_labels if self.head in (
+        if task.head is None:
+            raise ValueError(f"{task.name!r} is not a fine-tuning task; a fine-tuning model "
+                             "trains on one (tasks/finetuning.py).")
+        if (task.head, task.num_labels) != (self.head, self.num_labels if self.head in (
                 "classification", "token") else 1):
             raise ValueError(
-                f"Task {task!r} needs head={spec.head!r} with {spec.num_labels} labels "
-                f"{list(spec.label_names)}, but the model has head={self.head!r}, "
-                f"num_labels={self.num_labels}: set --gin.HEAD={spec.head!r} "
-                f"--gin.NUM_LABELS={spec.num_labels}.")
+                f"Task {task.name!r} needs head={task.head!r} with {task.num_labels} labels "
+                f"{list(task.label_names)}, but the model has head={self.head!r}, "
+                f"num_labels={self.num_labels}: set --gin.HEAD={task.head!r} "
+                f"--gin.NUM_LABELS={task.num_labels}.")
 
     def predict(self, params: dict, batch: Batch) -> dict[str, Array]:
         """Evaluation outputs per example: ``logits`` (classification), ``prediction``

@@ -20,9 +20,9 @@ The network, with the paper's equations (Section 3):
   ``h~_t = tanh(W2 [H^T alpha_t; h_t] + b2)``; output ``softmax(W_out h~_t + b_out)``.
 
 **The word-vector table is a constant, not a parameter** (CoVe's GloVe is fixed):
-``CoVeTranslationModel`` looks the source ids up in ``word_vectors`` (``[vocab, d]``; by
-default ``tasks.translation.vector_table(vectors_path)``, the 50-d vectors shipped in
-``data/vectors``, id ``i >= 2`` = vector row ``i - 2``, ``<PAD>``/``<UNK>`` zero rows) and
+``CoVeTranslationModel`` looks the source ids up in ``word_vectors`` (``[vocab, d]``, the
+task's table: ``tasks.translation.source_word_vectors(task)``, id ``i >= 2`` = vector row
+``i - 2``, ``<PAD>``/``<UNK>`` zero rows) and
 passes the vectors ``[b, t, d]`` to the network, so they never appear in the parameters
 or the optimizer state. Downstream models give ``CoVeEncoder`` their own (frozen) word
 vectors in the same way (``models/taglm.py``: ``TaggerConfig.cove``).
@@ -40,7 +40,6 @@ loads it into another model that builds ``CoVeEncoder`` under the name ``cove``)
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Any
 
 import flax.linen as nn
@@ -49,13 +48,9 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import layers
-from models.base import Batch, Seq2SeqObjective
+from models.base import Batch, Seq2SeqObjective, TaskInfo
 
 Array = jax.Array
-
-DEFAULT_VECTORS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                               "data", "vectors", "ppmi_svd_50d.txt.gz")
-
 
 @dataclasses.dataclass(frozen=True)
 class CoVeConfig:
@@ -225,16 +220,14 @@ class CoVeTranslationModel(Seq2SeqObjective):
     metrics ``nll``, ``token_accuracy`` and the derived ``perplexity``.
 
     ``word_vectors`` (``[source vocab, vector_dim]``, e.g.
-    ``tasks.translation.source_word_vectors(task)``) is the fixed source embedding; left
-    None it is read from ``vectors_path`` (``tasks.translation.vector_table``). It is a
-    constant of the computation, never a parameter.
+    ``tasks.translation.source_word_vectors(task)``, bound so in ``runs/cove_mt.gin``) is
+    the fixed source embedding: a constant of the computation, never a parameter.
     """
 
     config: CoVeConfig = CoVeConfig()
     max_source_length: int = 48
     max_target_length: int = 48
     label_smoothing: float = 0.0
-    vectors_path: str = DEFAULT_VECTORS
     word_vectors: Any = dataclasses.field(default=None, compare=False, hash=False,
                                           repr=False)
 
@@ -243,13 +236,12 @@ class CoVeTranslationModel(Seq2SeqObjective):
         return CoVeSeq2Seq(self.config)
 
     def vector_table(self) -> np.ndarray:
-        """float32 ``[source vocab, vector_dim]``: ``word_vectors`` or the file's table."""
-        if self.word_vectors is not None:
-            table = np.asarray(self.word_vectors, np.float32)
-        else:
-            from tasks import translation
-
-            table = translation.vector_table(self.vectors_path)
+        """float32 ``[source vocab, vector_dim]``: the ``word_vectors``."""
+        if self.word_vectors is None:
+            raise ValueError("CoVeTranslationModel needs its task's source word vectors: "
+                             "bind CoVeTranslationModel.word_vectors = "
+                             "@translation.source_word_vectors() (runs/cove_mt.gin).")
+        table = np.asarray(self.word_vectors, np.float32)
         if table.ndim != 2 or table.shape[1] != self.config.vector_dim:
             raise ValueError(f"The word vectors are {table.shape}, CoVeConfig.vector_dim is "
                              f"{self.config.vector_dim}: bind vector_dim to the vectors' "
@@ -261,18 +253,15 @@ class CoVeTranslationModel(Seq2SeqObjective):
         """The target vocabulary (what ``tasks.get_vocabulary`` gives for an MT task)."""
         return self.config.target_vocab_size
 
-    def check_task(self, task: str) -> None:
-        import tasks
-
-        features = tasks._provider(task).output_features
-        if "inputs" not in features:
-            raise ValueError(f"Task {task!r} is not a translation task; CoVe trains on one "
+    def check_task(self, task: TaskInfo) -> None:
+        if "inputs" not in task.vocab_sizes:
+            raise ValueError(f"Task {task.name!r} is not a translation task; CoVe trains on one "
                              "with a word-level source, e.g. translate_en_de_debian_l10n_cove.")
-        source_size = features["inputs"].vocabulary.vocab_size
+        source_size = task.vocab_sizes["inputs"]
         rows = self.vector_table().shape[0]
         if source_size != rows:
             raise ValueError(
-                f"Task {task!r} has {source_size} source ids but the word-vector table has "
+                f"Task {task.name!r} has {source_size} source ids but the word-vector table has "
                 f"{rows} rows: CoVe needs a word-level source whose ids index the vectors "
                 "(translate_en_de_debian_l10n_cove), and CoVeTranslationModel.word_vectors = "
                 "@translation.source_word_vectors() for that task.")

@@ -4,7 +4,7 @@ layers, mixed by a learned scalar mix, are contextual word representations for t
 The architecture is bilm-tf's (``bilm/training.py``), the code behind the released
 ``elmo_2x4096_512_2048cnn_2xhighway`` weights:
 
-* ``CharCNN``: each token's 50 character ids (``tasks.word_vocab.CharVocabulary``, 0 =
+* ``CharCNN``: each token's 50 character ids (``models.characters.CharVocabulary``, 0 =
   the character slots of a whole padding token) -> 16-d character embeddings -> one
   convolution per filter width (VALID over the 50 characters), max over positions, then
   the activation (``cnn_activation``; bilm-tf applies it after the max; the released
@@ -56,7 +56,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import meta
 
-from models import layers
+from models import characters, layers
 from models.base import Batch, Metrics, Model, perplexity
 
 Array = jax.Array
@@ -69,7 +69,7 @@ CNN_ACTIVATIONS: dict[str, Callable[[Array], Array]] = {"relu": jax.nn.relu,
 class ELMoConfig:
     """Sizes of the biLM (defaults: the original ELMo, 2x4096_512_2048cnn_2xhighway)."""
 
-    char_vocab_size: int = 262         # tasks.word_vocab.NUM_CHAR_IDS; id 0 = padding
+    char_vocab_size: int = 262         # characters.NUM_CHAR_IDS; id 0 = padding
     char_embed_dim: int = 16
     filters: tuple[tuple[int, int], ...] = (
         (1, 32), (2, 32), (3, 64), (4, 128), (5, 256), (6, 512), (7, 1024))  # (width, n)
@@ -85,7 +85,7 @@ class ELMoConfig:
     dropout: float = 0.1
     vocab_size: int = 793471           # word softmax (bilm-tf's 1B Word Benchmark vocab)
     num_samples: int = 0               # sampled-softmax negatives in training; 0 = full
-    max_characters_per_token: int = 50  # tasks.word_vocab.MAX_WORD_LENGTH
+    max_characters_per_token: int = 50  # characters.MAX_WORD_LENGTH
 
     def __post_init__(self) -> None:
         widths = [w for w, _ in self.filters]
@@ -398,6 +398,8 @@ class ELMoLanguageModel(Model):
     ``token_accuracy`` (full softmax only) and ``loss``; the training NLL is the sampled
     softmax's when ``config.num_samples`` > 0 (evaluation is always the full softmax)."""
 
+    input_format = "word_level"
+
     config: ELMoConfig = dataclasses.field(default_factory=elmo_original)
     max_length: int = 20  # bilm-tf's unroll_steps
 
@@ -559,9 +561,7 @@ def add_sentence_boundaries(char_ids: Array, mask: Array) -> Array:
     ``CharVocabulary``'s ``bos_chars`` row first and ``eos_chars`` after the last real
     token (AllenNLP's ``add_sentence_boundary_token_ids``); the inverse of
     ``remove_sentence_boundaries`` on the biLM's outputs."""
-    from tasks.word_vocab import CharVocabulary
-
-    vocab = CharVocabulary(char_ids.shape[-1])
+    vocab = characters.CharVocabulary(char_ids.shape[-1])
     time = mask.shape[1]
     lengths = mask.astype(jnp.int32).sum(axis=1)
     padded = jnp.pad(char_ids, ((0, 0), (1, 1), (0, 0)))

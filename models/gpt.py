@@ -62,6 +62,8 @@ class LanguageModel(Model):
     ``decoder_input_tokens`` (the targets shifted right after 0) and is scored on
     ``decoder_target_tokens`` where ``decoder_loss_weights`` is 1."""
 
+    input_format = "decoder"
+
     config: TransformerConfig = dataclasses.field(default_factory=gpt_config)
     max_length: int = 128
 

@@ -47,8 +47,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax.core import meta
 
-from models import cove, crf, elmo, layers
-from models.base import Batch, Metrics, Model
+from models import characters, cove, crf, elmo, layers
+from models.base import Batch, Metrics, Model, TaskInfo
 
 Array = jax.Array
 
@@ -110,9 +110,7 @@ class TaggerConfig:
 
 def _char_mask(char_ids: Array) -> Array:
     """True at real character slots (not word padding, not whole-token padding)."""
-    from tasks.word_vocab import CHAR_OFFSET, PAD_CHAR
-
-    return (char_ids != 0) & (char_ids != PAD_CHAR + CHAR_OFFSET)
+    return (char_ids != 0) & (char_ids != characters.PAD_CHAR + characters.CHAR_OFFSET)
 
 
 class CharBiLSTM(nn.Module):
@@ -123,12 +121,10 @@ class CharBiLSTM(nn.Module):
 
     @nn.compact
     def __call__(self, char_ids: Array) -> Array:
-        from tasks.word_vocab import NUM_CHAR_IDS
-
         batch, time, chars = char_ids.shape
         flat = char_ids.reshape(batch * time, chars)
         mask = _char_mask(flat)
-        x = nn.Embed(NUM_CHAR_IDS, self.embed_dim, name="char_embed")(flat)
+        x = nn.Embed(characters.NUM_CHAR_IDS, self.embed_dim, name="char_embed")(flat)
         _, (forward, _) = layers.LSTM(self.hidden, name="forward")(x, mask)
         _, (backward, _) = layers.LSTM(self.hidden, reverse=True, name="backward")(x, mask)
         out = jnp.concatenate([forward, backward], axis=-1).reshape(batch, time, -1)
@@ -232,6 +228,8 @@ class TaggerModel(Model):
     entity counts; ``word_embeddings`` (``[vocab_size, word_embed_dim]``, e.g.
     ``tasks.tagging.pretrained_embeddings(task)``) start the word embedding."""
 
+    input_format = "word_level"
+
     config: TaggerConfig
     tag_names: tuple[str, ...] = ()
     constrained: bool = True
@@ -270,13 +268,13 @@ class TaggerModel(Model):
     def tokens_per_example(self, batch: Any) -> int:
         return int(batch["token_ids"].shape[-1])
 
-    def check_task(self, task: str) -> None:
-        from tasks import tagging
-
-        names = tagging.tag_names(task)
-        if tuple(names) != self.tag_names:
-            raise ValueError(f"Task {task!r} has tags {list(names)}; the model was built for "
-                             f"{list(self.tag_names)}. Bind TaggerModel.tag_names = "
+    def check_task(self, task: TaskInfo) -> None:
+        if task.tag_names is None:
+            raise ValueError(f"{task.name!r} is not a word-level tagging task "
+                             "(tasks/tagging.py); the tagger trains on one.")
+        if tuple(task.tag_names) != self.tag_names:
+            raise ValueError(f"Task {task.name!r} has tags {list(task.tag_names)}; the model "
+                             f"was built for {list(self.tag_names)}. Bind TaggerModel.tag_names = "
                              "@tagging.tag_names() with tagging.tag_names.task = the task.")
 
     def init(self, rng: Array, batch: Batch) -> dict:

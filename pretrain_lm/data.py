@@ -82,11 +82,12 @@ class DataIterator:
 
     ``save(directory)`` / ``restore(directory)`` write and read the tf.data iterator
     state of each shard this process reads; ``global_batch()`` returns the next batch
-    as global arrays sharded over ``data``.
+    as global arrays sharded over ``data``. ``input_format`` is the model's
+    (``Model.input_format``, ``tasks.formats``); None infers it from the task.
     """
 
     def __init__(self, config: DataConfig, global_batch_size: int,
-                 partitioner: Partitioner) -> None:
+                 partitioner: Partitioner, input_format: str | None = None) -> None:
         from clu.data import dataset_iterator
 
         import tasks
@@ -122,6 +123,7 @@ class DataIterator:
                 num_shards=num_shards,
                 num_epochs=config.num_epochs,
                 reverse=config.reverse,
+                input_format=input_format,
                 **dict(config.feature_lengths),
             ), checkpoint=True)
             for shard in self.shards

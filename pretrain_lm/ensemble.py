@@ -106,24 +106,21 @@ def predict_run(run: Run, split: str, *, partitioner: Partitioner | None = None,
     checkpoint (params and model state), read as the run's evaluation reads them."""
     import jax
 
+    import tasks
     from pretrain_lm.checkpoints import Checkpointer
     from pretrain_lm.data import DataIterator
     from pretrain_lm.evaluation import Predictor
-    from tasks import finetuning
 
     if jax.process_count() > 1:
         raise ValueError("pretrain_lm.ensemble runs in one process; launch it on one host.")
     partitioner = partitioner or Partitioner()
     data = dataclasses.replace(run.eval_data, split=split, shuffle=False, num_epochs=1)
-    try:
-        head = finetuning.get_spec(data.task).head
-    except ValueError:  # not a fine-tuning task at all (e.g. an LM's)
-        head = None
-    if head != "classification":
+    info = tasks.task_info(data.task)
+    if info.head != "classification":
         raise ValueError(f"{run.model_dir} evaluates on {data.task!r}, which is no "
                          "classification task: the ensemble averages the class probabilities "
                          "of classifier runs (ULMFiT's stage 3), not language models.")
-    run.model.check_task(data.task)
+    run.model.check_task(info)
     source = Checkpointer(run.model_dir, read_only=True, async_save=False)
     try:
         step = source.latest_step()
@@ -139,7 +136,7 @@ def predict_run(run: Run, split: str, *, partitioner: Partitioner | None = None,
     size = batch_size or run.batch_size
     size += -size % partitioner.data_size
     probabilities, labels = [], []
-    for batch in DataIterator(data, size, partitioner):
+    for batch in DataIterator(data, size, partitioner, run.model.input_format):
         logits = predictor(params, batch, state)["logits"]
         keep = np.asarray(batch["example_weight"]) > 0
         probabilities.append(softmax(logits)[keep])

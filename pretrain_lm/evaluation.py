@@ -174,11 +174,11 @@ def evaluate_checkpoints(
     partitioner = partitioner or Partitioner()
     names: list[str] = []
     for name in tasks:
-        provider = tasks_lib._provider(name)
+        provider = tasks_lib.get_provider(name)
         names += ([t.name for t in provider.tasks] if isinstance(provider, seqio.Mixture)
                   else [name])
     for name in names:
-        model.check_task(name)
+        model.check_task(tasks_lib.task_info(name))
         check_vocabulary(model_dir, tasks_lib.vocabulary_record(name))
     source = Checkpointer(model_dir, read_only=True, async_save=False)
     available = sorted(source.manager.all_steps())

@@ -43,8 +43,10 @@ def make_translate_fn(model: Any, *, method: str = "beam", beam_size: int = 4,
 
 def translate_all(model: Any, params: Any, vocab: Any, sources: list[str], *,
                   inputs_length: int, batch_size: int = 64, progress: bool = True,
-                  **options: Any) -> tuple[list[str], dict[str, int]]:
-    """Detokenised translations of ``sources``; counts the sources cut to fit."""
+                  translate_fn: Any = None, **options: Any) -> tuple[list[str], dict[str, int]]:
+    """Detokenised translations of ``sources``; counts the sources cut to fit.
+    ``translate_fn``: a ``make_translate_fn`` result to reuse (else one is made from
+    ``options``)."""
     ids = [vocab.encode(s) for s in sources]
     empty = [i for i, x in enumerate(ids) if not x]
     if empty:
@@ -55,7 +57,7 @@ def translate_all(model: Any, params: Any, vocab: Any, sources: list[str], *,
     if counts["sources_truncated"]:
         logging.warning("%d of %d sources are longer than %d pieces and were cut.",
                         counts["sources_truncated"], len(ids), inputs_length)
-    fn = make_translate_fn(model, **options)
+    fn = translate_fn or make_translate_fn(model, **options)
     eos = options.get("eos_id", 1)
     out: list[str] = []
     rng = jax.random.key(0)
@@ -90,7 +92,7 @@ def split_sources_and_references(task: str, split: str) -> tuple[list[str], list
     """The raw source and reference strings of a seqio translation split, in order."""
     import tasks
 
-    provider = tasks._provider(task)
+    provider = tasks.get_provider(task)
     source = provider.source
     ds = source.get_dataset(split=split, shuffle=False)
     for pre in provider.preprocessors:  # source-specific steps before tokenisation

@@ -25,7 +25,7 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import flax
@@ -42,6 +42,7 @@ from models.base import Metrics, Model
 from pretrain_lm import checkpoints, nonfinite, optimizers
 from pretrain_lm.checkpoints import Checkpointer
 from pretrain_lm.data import DataConfig, DataIterator, to_global
+from pretrain_lm.evaluators import Evaluator
 from pretrain_lm.partitioning import Partitioner
 from pretrain_lm.pretrained import PretrainedParams, overlay_params
 
@@ -274,6 +275,7 @@ def train(
     progress_bar: bool = True,
     on_nonfinite: str = "stop",
     max_consecutive_skips: int = 10,
+    evaluators: Sequence[Evaluator] = (),
 ) -> dict[str, float]:
     """Trains ``model`` on ``train_data`` for ``train_steps`` steps of ``batch_size`` examples.
 
@@ -308,6 +310,8 @@ def train(
         (``NonFiniteError`` naming the step, metric, learning rate and batch; the bad
         state is never checkpointed) or ``'skip'`` its update (``pretrain_lm.nonfinite``).
       max_consecutive_skips: ``'skip'`` mode stops after this many skipped steps in a row.
+      evaluators: benchmark metrics scored with the loss at every evaluation
+        (``pretrain_lm.evaluators``: a task's metric, BLEU), written beside it.
 
     Raises:
       NonFiniteError: see ``on_nonfinite``.
@@ -316,7 +320,9 @@ def train(
       checkpoints.CheckpointDamagedError: ``model_dir`` holds checkpoints but none of
         them can be read.
     """
-    model.check_task(train_data.task)
+    import tasks
+
+    model.check_task(tasks.task_info(train_data.task))
     if eval_data is not None and eval_data.reverse != train_data.reverse:
         raise ValueError(
             f"train_data reads the documents {train_data.direction} but eval_data "
@@ -341,7 +347,7 @@ def train(
     logging.info("Model: %s with %s parameters; mesh %s", type(model).__name__,
                  f"{trainer.num_params():,}", dict(partitioner.mesh.shape))
 
-    train_iter = DataIterator(train_data, batch_size, partitioner)
+    train_iter = DataIterator(train_data, batch_size, partitioner, model.input_format)
     check_vocab_size(model, train_iter.vocab_size, train_data.task)
     if is_chief:  # the vocabulary and the reading direction, checked on resume
         checkpoints.record_vocabulary(model_dir, train_data.vocabulary_record())
@@ -363,18 +369,23 @@ def train(
     start_step = int(jax.device_get(state.step))
 
     def run_eval(step: int) -> dict[str, float]:
-        if eval_data is None:
+        results: dict[str, float] = {}
+        if eval_data is not None:
+            eval_iter = DataIterator(eval_data, batch_size, partitioner, model.input_format)
+            batches = _global_batches(eval_iter)
+            results = trainer.evaluate(state.params, batches, eval_steps, state.model_state)
+        for evaluator in evaluators:
+            results.update(evaluator(model, state.params, state.model_state, partitioner))
+        if not results:
             return {}
-        eval_iter = DataIterator(eval_data, batch_size, partitioner)
-        batches = _global_batches(eval_iter)
-        results = trainer.evaluate(state.params, batches, eval_steps, state.model_state)
         eval_writer.write_scalars(step, results)
         eval_writer.flush()
         if is_chief:
             # The split is recorded: a finished run relaunched on another split
             # appends its result under the same step.
             _append_jsonl(os.path.join(model_dir, "eval", "metrics.jsonl"),
-                          {"step": step, "split": eval_data.split, **results})
+                          {"step": step, "split": eval_data.split if eval_data else None,
+                           **results})
         logging.info("eval @ step %d: %s", step, _fmt(results))
         return {f"eval/{k}": v for k, v in results.items()}
 
@@ -386,10 +397,9 @@ def train(
                desc="train", unit="step", dynamic_ncols=True)
     if start_step == 0 and eval_every:
         final.update(run_eval(0))  # the untrained baseline, for learning curves
-    if start_step >= train_steps and eval_data is not None:
+    if start_step >= train_steps and (eval_data is not None or evaluators):
         # A finished run relaunched (e.g. with eval_data on another split): evaluate it.
-        logging.info("Step %d: nothing left to train; evaluating on %s/%s.", start_step,
-                     eval_data.task, eval_data.split)
+        logging.info("Step %d: nothing left to train; evaluating.", start_step)
         final.update(run_eval(start_step))
     step = start_step
     skipped_in_window = 0

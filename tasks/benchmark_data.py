@@ -605,45 +605,20 @@ def ptb_vocabulary(train: Sequence[Sequence[str]]) -> list[str]:
 
 
 def read_glove_npy(npy_path: str, index_path: str):
-    """GloVe as a ``float32 [words, dim]`` ``.npy`` plus a parquet word index (column
-    ``index``, row i = vector i); returns ``tasks.word_vocab.PretrainedVectors``. A row
-    count that differs, a missing word, a repeated word or a non-finite value is an
-    error naming the file."""
-    from tasks.word_vocab import PretrainedVectors
+    """GloVe as a ``.npy`` plus a parquet word index (``tasks.word_vocab.read_npy_vectors``),
+    with a missing file or pyarrow reported as a ``BenchmarkNotFoundError`` and a damaged
+    file as a ``BenchmarkDataError``."""
+    from tasks.word_vocab import WordVectorError, read_npy_vectors
 
-    for p in (npy_path, index_path):
-        if not os.path.exists(p):
-            raise BenchmarkNotFoundError(f"Benchmark file {p!r} does not exist.")
     try:
-        import pyarrow.parquet as pq
+        return read_npy_vectors(npy_path, index_path)
     except ImportError:
         raise BenchmarkNotFoundError(
             f"Reading {index_path} needs pyarrow: {INSTALL_EXTRA}.") from None
-    vectors = np.load(npy_path, mmap_mode="r")
-    table = pq.read_table(index_path)
-    if table.num_columns != 1:
-        raise BenchmarkDataError(f"{index_path}: expected one column of words, got "
-                                 f"{table.column_names}.")
-    words = table.column(0).to_pylist()
-    if vectors.ndim != 2 or vectors.shape[0] != len(words):
-        raise BenchmarkDataError(f"{npy_path}: shape {vectors.shape} does not match the "
-                                 f"{len(words)} words of {index_path}.")
-    missing = [i for i, w in enumerate(words) if not w]
-    if missing:
-        raise BenchmarkDataError(f"{index_path}: row {missing[0]} has no word "
-                                 f"({len(missing)} such rows).")
-    if len(set(words)) != len(words):
-        repeated = [w for w, c in collections.Counter(words).items() if c > 1]
-        raise BenchmarkDataError(f"{index_path}: {len(repeated)} repeated word(s), e.g. "
-                                 f"{repeated[:3]}.")
-    array = np.asarray(vectors, dtype=np.float32)
-    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
-    if bad.size:
-        raise BenchmarkDataError(f"{npy_path}: row {bad[0]} ({words[bad[0]]!r}) holds NaN or "
-                                 f"infinity ({bad.size} such rows).")
-    stats = {"lines": len(words), "vectors": len(words), "duplicates": 0, "malformed": 0,
-             "words_with_spaces": sum(" " in w for w in words), "limit_reached": 0}
-    return PretrainedVectors(list(words), array, stats)
+    except FileNotFoundError as e:
+        raise BenchmarkNotFoundError(f"Benchmark file {e.filename!r} does not exist.") from None
+    except WordVectorError as e:
+        raise BenchmarkDataError(str(e)) from None
 
 
 def read_analogies(path: str) -> tuple[list[tuple[str, str, str, str, str]], dict[str, int]]:

@@ -10,7 +10,7 @@ r"""Word-level bidirectional language-model (biLM) tasks for ELMo (``models/elmo
   and hyphens included, a token of its own; case kept), then wrapped in ``<S>`` ... ``</S>``;
 * ``token_ids`` ``[n]`` int32: word ids of ``tasks.word_vocab.WordVocabulary`` (0 =
   padding, 1 = ``<UNK>``), the biLM's softmax targets;
-* ``char_ids`` ``[n, 50]`` int32: ELMo's character ids (``tasks.word_vocab.CharVocabulary``;
+* ``char_ids`` ``[n, 50]`` int32: ELMo's character ids (``models.characters.CharVocabulary``;
   ``<S>`` / ``</S>`` get its ``bos_chars`` / ``eos_chars`` rows);
 * ``token_weights`` ``[n]`` float32: 1 at every token.
 
@@ -41,9 +41,10 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from models.characters import MAX_WORD_LENGTH, CharVocabulary
 from tasks import preprocessors as pp
 from tasks.pretraining import corpus_split_documents
-from tasks.word_vocab import MAX_WORD_LENGTH, CharVocabulary, WordVocabulary
+from tasks.word_vocab import WordVocabulary
 
 BOS, EOS = "<S>", "</S>"
 MIN_COUNT = 3
@@ -220,7 +221,7 @@ def pad_and_batch(ds: tf.data.Dataset, max_length: int, batch_size: int, name: s
                   split: str) -> tf.data.Dataset:
     """Pads each example to ``max_length`` tokens (zeros: word id 0, all-0 char rows,
     weight 0) and batches; a partial last batch gets weight-0 rows (counted)."""
-    from tasks import _batch_padding_last
+    from tasks.batching import batch_padding_last
 
     def pad(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         out = {}
@@ -231,7 +232,7 @@ def pad_and_batch(ds: tf.data.Dataset, max_length: int, batch_size: int, name: s
             out[k] = tf.ensure_shape(tf.pad(v, padding), shape)
         return out
 
-    return _batch_padding_last(ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE),
+    return batch_padding_last(ds.map(pad, num_parallel_calls=tf.data.AUTOTUNE),
                                batch_size, name, split)
 
 

@@ -27,6 +27,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from tasks import formats, lookup
 from tasks import preprocessors as pp
 from tasks.vocab import WordPieceVocabulary
 
@@ -66,8 +67,8 @@ SPECS: dict[str, TaskSpec] = {}
 
 def get_spec(task: str) -> TaskSpec:
     """The ``TaskSpec`` of a registered fine-tuning task (clear error otherwise)."""
-    import tasks.registry  # noqa: F401  (registers the named tasks once)
-
+    if task not in SPECS:
+        lookup.ensure_registered()
     if task not in SPECS:
         raise ValueError(
             f"{task!r} is not a registered fine-tuning task. Known: {sorted(SPECS)}")
@@ -377,10 +378,10 @@ def sequence_length(provider: seqio.DatasetProviderBase, max_seq_length: int
 def eval_examples(task: str, split: str, max_seq_length: int,
                   ) -> Iterator[dict[str, np.ndarray]]:
     """Unpadded, unshuffled examples of ``split`` with every metadata field, in order."""
-    import tasks as tasks_lib
+    from tasks import batching
 
-    provider = tasks_lib._provider(task)
-    tasks_lib._hide_accelerators_from_tensorflow()
+    provider = lookup.get_provider(task)
+    batching.hide_accelerators_from_tensorflow()
     ds = provider.get_dataset(
         sequence_length(provider, max_seq_length), split=split, use_cached=False,
         shuffle=False, num_epochs=1, trim_output_features=False, try_in_mem_cache=False)
@@ -406,3 +407,32 @@ def pad_example(ex: Mapping[str, np.ndarray], max_seq_length: int, pad_id: int
         out[INPUT_MASK] = (np.arange(max_seq_length) < n).astype(np.int32)
     out[EXAMPLE_WEIGHT] = np.float32(1.0)  # evaluation scores every example
     return out
+
+
+class FineTuningFormat(formats.InputFormat):
+    """A fine-tuning head's examples (tasks registered through ``add_task``) ->
+    ``FineTuningFeatureConverter`` batches; ``reverse`` reads each document right to left
+    (``reverse_documents``); a partial last batch gets weight-0 rows."""
+
+    name = "finetuning"
+    required_lengths = ("max_seq_length",)
+    example_kind = "fine-tuning examples (tasks/finetuning.py)"
+    reads_backward = True
+
+    def accepts(self, provider: seqio.DatasetProviderBase) -> bool:
+        return is_finetuning_task(provider)
+
+    def dataset(self, request: formats.Request) -> tf.data.Dataset:
+        from tasks import batching
+
+        max_seq_length = request.lengths["max_seq_length"]
+        head = provider_spec(request.provider).head
+        ds = request.read(sequence_length(request.provider, max_seq_length))
+        if request.reverse:
+            ds = reverse_documents(ds, head, name=request.task)
+        vocab = request.provider.output_features[INPUT_IDS].vocabulary
+        converter = FineTuningFeatureConverter(head, pad_id=vocab.pad_id)
+        ds = converter(ds, {k: max_seq_length if f.rank else 0
+                            for k, f in converter.TASK_FEATURES.items()})
+        return batching.batch_padding_last(ds, request.batch_size, request.task,
+                                           request.split)

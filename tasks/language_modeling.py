@@ -51,6 +51,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
+from tasks import formats
 from tasks import preprocessors as pp
 from tasks.pretraining import LM1B_TFDS, PreparedTfdsDataSource, corpus_split_documents
 
@@ -422,6 +423,52 @@ def register_all_lm_tasks(data_dir: str, tfds_data_dir: str | None = None) -> li
 
 # ---------------------------------------------------------------------------------------
 # Command line: learn the vocabulary
+
+
+def _is_decoder_lm_task(provider: seqio.DatasetProviderBase) -> bool:
+    return set(provider.output_features) == {"targets"}
+
+
+class DecoderFormat(formats.InputFormat):
+    """Decoder-only LM examples (``targets``) -> seqio ``DecoderFeatureConverter`` batches
+    (unpacked, one example a row); a partial last batch gets rows of weight 0."""
+
+    name = "decoder"
+    required_lengths = ("targets_length",)
+    example_kind = "decoder-only LM examples (targets only)"
+
+    def accepts(self, provider: seqio.DatasetProviderBase) -> bool:
+        return _is_decoder_lm_task(provider)
+
+    def dataset(self, request: formats.Request) -> tf.data.Dataset:
+        from tasks import batching
+
+        lengths = {"targets": request.lengths["targets_length"]}
+        ds = seqio.DecoderFeatureConverter(pack=False)(request.read(lengths), lengths)
+        return batching.batch_padding_last(ds, request.batch_size, request.task,
+                                           request.split)
+
+
+class BpttStreamFormat(formats.InputFormat):
+    """Decoder-only LM text as BPTT streams (``bptt_stream_dataset``): row r of each
+    batch continues row r of the batch before, in windows of about ``bptt`` ids padded
+    to ``targets_length``; ``reverse`` streams every document right to left."""
+
+    name = "bptt_stream"
+    required_lengths = ("targets_length", "bptt")
+    example_kind = "decoder-only LM text (targets only)"
+    reads_backward = True
+
+    def accepts(self, provider: seqio.DatasetProviderBase) -> bool:
+        return _is_decoder_lm_task(provider)
+
+    def dataset(self, request: formats.Request) -> tf.data.Dataset:
+        return bptt_stream_dataset(
+            request.provider, split=request.split, batch_size=request.batch_size,
+            bptt=request.lengths["bptt"], max_length=request.lengths["targets_length"],
+            seed=request.seed, shuffle=request.shuffle, shard_index=request.shard_index,
+            num_shards=request.num_shards, num_epochs=request.num_epochs,
+            reverse=request.reverse)
 
 
 def main(argv: list[str]) -> None:

@@ -28,6 +28,7 @@ import seqio
 import tensorflow as tf
 
 from tasks import corpus as corpus_lib
+from tasks import formats
 from tasks import preprocessors as pp
 from tasks.vocab import WordPieceVocabulary, vocab_fingerprint
 
@@ -330,3 +331,28 @@ def register_bert_tasks(
         )
         names.append(corpus)
     return names
+
+
+class BertPretrainingFormat(formats.InputFormat):
+    """Masked-LM + next-sentence pairs (``output_features``) -> BERT's pretraining batches
+    (``preprocessors.BertPretrainingFeatureConverter``); a partial last batch is dropped
+    and counted (its rows carry no weight to pad with)."""
+
+    name = "bert_pretraining"
+    required_lengths = ("max_seq_length", "max_predictions_per_seq")
+    example_kind = "BERT pretraining pairs (masked LM + next sentence)"
+
+    def accepts(self, provider: seqio.DatasetProviderBase) -> bool:
+        return {pp.MLM_POSITIONS, pp.NSP_LABELS} <= set(provider.output_features)
+
+    def dataset(self, request: formats.Request) -> tf.data.Dataset:
+        from tasks import batching
+
+        seq, preds = (request.lengths["max_seq_length"],
+                      request.lengths["max_predictions_per_seq"])
+        vocab = request.provider.output_features[pp.INPUT_IDS].vocabulary
+        ds = request.read(pp.sequence_length(seq, preds))
+        converter = pp.BertPretrainingFeatureConverter(pad_id=vocab.pad_id)
+        ds = converter(ds, pp.task_feature_lengths(seq, preds))
+        return batching.batch_dropping_last(ds, request.batch_size, request.task,
+                                            request.split)

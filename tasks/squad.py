@@ -652,12 +652,11 @@ def score_predictions(task: str, windows: Sequence[dict[str, Any]],
     answer. SQuAD 2.0 reports EM/F1 at ``null_threshold`` and at the threshold on the
     null-score difference that is best on this split (``best_exact``/``best_f1``).
     """
-    import tasks as tasks_lib
     from tasks import finetuning as ft
-    from tasks import metrics
+    from tasks import lookup, metrics
 
     version_2 = ft.get_spec(task).metric_fn is metrics.squad_v2
-    vocab = tasks_lib.get_vocabulary(task)
+    vocab = lookup.get_vocabulary(task)
     max_len = len(windows[0][ft.INPUT_IDS])
     groups: dict[str, list[int]] = {}
     for i, w in enumerate(windows):

@@ -4,8 +4,9 @@ Every sentence is one example with the word-level features of ``tasks/bilm.py`` 
 
 * ``token_ids`` ``[n]`` int32: word ids of the task's ``tasks.word_vocab.WordVocabulary``
   (0 = padding, 1 = ``<UNK>``, then the ``<UNK>`` classes if any, then the words);
-* ``char_ids`` ``[n, 50]`` int32: ELMo's character ids (``CharVocabulary``; NO ``<S>`` /
-  ``</S>`` rows: a tagger with a biLM adds them, ``models.elmo.add_sentence_boundaries``);
+* ``char_ids`` ``[n, 50]`` int32: ELMo's character ids
+  (``models.characters.CharVocabulary``; NO ``<S>`` / ``</S>`` rows: a tagger with a
+  biLM adds them, ``models.elmo.add_sentence_boundaries``);
 * ``tag_ids`` ``[n]`` int32: indices into the task's tag names (``tag_names(task)``);
 * ``token_weights`` ``[n]`` float32: 1 at every token.
 
@@ -53,9 +54,9 @@ import seqio
 import tensorflow as tf
 from absl import logging
 
-from tasks import bilm
+from models.characters import CharVocabulary
+from tasks import bilm, formats, lookup
 from tasks.word_vocab import (
-    CharVocabulary,
     WordVocabulary,
     embedding_matrix,
     extend_with_pretrained,
@@ -284,9 +285,7 @@ _DATA: dict[str, WordTaggingData] = {}
 
 def tagging_data(task: str) -> WordTaggingData:
     """The ``WordTaggingData`` behind a registered tagging task."""
-    import tasks
-
-    tasks._provider(task)  # registers the named tasks
+    lookup.get_provider(task)  # registers the named tasks
     if task not in _DATA:
         raise ValueError(f"{task!r} is not a word-level tagging task; registered ones: "
                          f"{sorted(_DATA)}.")
@@ -463,3 +462,22 @@ def most_frequent_tag_baseline(task: str, split: str = "validation") -> dict[str
     sentences = data.sentences(split)
     return metrics.ner_f1([tags for _, tags in sentences],
                           [[best.get(w, "O") for w in tokens] for tokens, _ in sentences])
+
+
+class WordLevelFormat(formats.InputFormat):
+    """Word-level sentences (``tasks/bilm.py`` biLM tasks and the tagging tasks here), one
+    a row, cut to ``targets_length`` tokens (counted) and padded with zeros
+    (``bilm.pad_and_batch``); a partial last batch gets weight-0 rows."""
+
+    name = "word_level"
+    required_lengths = ("targets_length",)
+    example_kind = "word-level sentences (token_ids, char_ids: tasks/bilm.py, tagging.py)"
+
+    def accepts(self, provider: seqio.DatasetProviderBase) -> bool:
+        return bilm.is_bilm_task(provider) or is_tagging_task(provider)
+
+    def dataset(self, request: formats.Request) -> tf.data.Dataset:
+        length = request.lengths["targets_length"]
+        ds = request.read({k: length for k in request.provider.output_features})
+        return bilm.pad_and_batch(ds, length, request.batch_size, request.task,
+                                  request.split)

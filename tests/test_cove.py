@@ -158,10 +158,13 @@ def test_task_source_ids_are_the_vector_rows():
 
 
 def test_model_refuses_a_task_without_a_word_source():
-    model = cove.CoVeTranslationModel(cove.CoVeConfig())
-    model.check_task(TASK)
+    with pytest.raises(ValueError, match="source_word_vectors"):
+        cove.CoVeTranslationModel(cove.CoVeConfig()).vector_table()
+    model = cove.CoVeTranslationModel(cove.CoVeConfig(),
+                                      word_vectors=translation.source_word_vectors(TASK))
+    model.check_task(tasks.task_info(TASK))
     with pytest.raises(ValueError, match="translate_en_de_debian_l10n_cove"):
-        model.check_task("translate_en_de_debian_l10n")
+        model.check_task(tasks.task_info("translate_en_de_debian_l10n"))
 
 
 def _batches(split: str, batch_size: int, length: int, num_epochs: int | None = None):
@@ -210,7 +213,8 @@ def _train(model: cove.CoVeTranslationModel, steps: int, batch_size: int, length
 def test_a_tiny_model_learns_the_shipped_corpus():
     model = cove.CoVeTranslationModel(
         cove.CoVeConfig(hidden=16, target_vocab_size=4000, target_embed_dim=16,
-                        input_feeding=False, dropout=0.0), 24, 24)
+                        input_feeding=False, dropout=0.0), 24, 24,
+        word_vectors=translation.source_word_vectors(TASK))
     _, losses = _train(model, 30, 16, 24, 1e-2)
     assert np.mean(losses[-5:]) < np.mean(losses[:5]) - 1.0, losses
 
@@ -219,7 +223,7 @@ def test_a_tiny_model_learns_the_shipped_corpus():
 def test_held_out_perplexity_is_well_below_unigram():
     model = cove.CoVeTranslationModel(
         cove.CoVeConfig(hidden=64, target_embed_dim=64, input_feeding=False, dropout=0.1),
-        32, 32)
+        32, 32, word_vectors=translation.source_word_vectors(TASK))
     params, _ = _train(model, 400, 32, 32, 1e-2)
     evaluate = jax.jit(lambda p, b: model.loss(p, b, rng=None, train=False)[1]["nll"])
     nll = count = 0.0

@@ -12,7 +12,7 @@ import optax
 import pytest
 from flax.core import meta
 
-from models import elmo
+from models import characters, elmo
 from tasks import word_vocab
 
 TINY = elmo.ELMoConfig(char_embed_dim=4, filters=((1, 4), (2, 8)), num_highway=2,
@@ -20,7 +20,7 @@ TINY = elmo.ELMoConfig(char_embed_dim=4, filters=((1, 4), (2, 8)), num_highway=2
 WORDS = ["the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "big", "red", "hat",
          "with", "one", "old", "man", "who", "saw", "her", "tall", "green", "tree", "by"]
 VOCAB = word_vocab.WordVocabulary(["<PAD>", "<UNK>", "<S>", "</S>", *WORDS])
-CHARS = word_vocab.CharVocabulary()
+CHARS = characters.CharVocabulary()
 SENTENCES = [["the", "cat", "sat", "on", "a", "red", "mat"],
              ["one", "old", "man", "saw", "her"]]
 
@@ -57,8 +57,8 @@ def bilm(lm):
 
 
 def test_config_matches_the_char_vocabulary_and_checks_its_sizes():
-    assert elmo.ELMoConfig().char_vocab_size == word_vocab.NUM_CHAR_IDS == 262
-    assert elmo.ELMoConfig().max_characters_per_token == word_vocab.MAX_WORD_LENGTH
+    assert elmo.ELMoConfig().char_vocab_size == characters.NUM_CHAR_IDS == 262
+    assert elmo.ELMoConfig().max_characters_per_token == characters.MAX_WORD_LENGTH
     assert elmo.ELMoConfig().num_filters == 2048
     with pytest.raises(ValueError, match="projects down"):
         dataclasses.replace(TINY, cell_size=4)

@@ -251,7 +251,7 @@ def test_pretrained_encoder_overlays_fresh_params_and_mismatches_are_named():
 
 def test_model_and_task_must_agree_and_unknown_tasks_are_listed():
     with pytest.raises(ValueError, match=r"--gin.NUM_LABELS=6"):
-        bert.BertFineTuningModel(TINY, num_labels=2).check_task(AUSTEN)
+        bert.BertFineTuningModel(TINY, num_labels=2).check_task(tasks.task_info(AUSTEN))
     with pytest.raises(ValueError, match=r"glue_cola_bert_uncased"):
         ft.get_spec("glue_cola")
 
@@ -292,6 +292,9 @@ def test_finetuning_a_real_checkpoint_beats_the_majority_class(tmp_path, repo_ro
     results = gin.get_configurable(trainer.train)()
     print("held-out accuracy after 40 steps:", results["eval/accuracy"])
     assert results["eval/accuracy"] > 0.37, results
+    # The in-loop evaluator (runs/finetune.gin) scores every example with the task's metric.
+    in_loop = results["eval/austen_novels_bert_uncased/accuracy"]
+    assert abs(in_loop - 100 * results["eval/accuracy"]) < 1e-6, results
     run = gin.get_configurable(evaluation.evaluate_checkpoints)
     rows = run(checkpoint="all", progress=False)
     assert [r.step for r in rows] == [20, 40]

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from seqeval.metrics.sequence_labeling import get_entities
 
+import tasks
 from models import crf, elmo, taglm
+from models.characters import CharVocabulary
 from pretrain_lm import optimizers
 from tasks import tagging
-from tasks.word_vocab import CharVocabulary
 
 TAGS = tagging.AUSTEN_NER_TAGS
 
@@ -210,7 +211,7 @@ def test_bad_tagging_input_gives_clear_errors(tmp_path):
         tagging.check_sentences([([], [])], TAGS, "x")
     with pytest.raises(ValueError, match="has tags"):
         taglm.TaggerModel(_tiny("none").config, TAGS, max_length=7).check_task(
-            "conll2003_ner_words")
+            tasks.task_info("conll2003_ner_words"))
 
 
 def test_conll2003_words_says_how_to_prepare(tmp_path):

@@ -17,6 +17,7 @@ import pathlib
 import numpy as np
 import pytest
 
+from models.characters import CharVocabulary
 from tasks.word_vocab import (
     ALLCAPS,
     CAP,
@@ -26,7 +27,6 @@ from tasks.word_vocab import (
     PUNCT,
     UNK,
     UNK_CLASSES,
-    CharVocabulary,
     PretrainedVectors,
     VocabularyError,
     WordVectorError,
