@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 
 import jax
@@ -109,6 +110,11 @@ def test_tiny_transformer_learns_beyond_unigram_statistics(tmp_path):
     unigram = _unigram_perplexity("train.tsv", "validation.tsv")
     print(f"validation perplexity {results['eval/perplexity']:.1f} vs unigram {unigram:.1f}")
     assert results["eval/perplexity"] < 0.4 * unigram
+    # In-loop validation BLEU (evaluators.Bleu in the demo gin), at step 0 and at the end.
+    with open(os.path.join(str(tmp_path / "mt"), "eval", "metrics.jsonl")) as f:
+        bleu = [json.loads(line)[f"{TASK}/bleu"] for line in f]
+    print("in-loop validation BLEU at steps 0 and 300:", bleu)
+    assert len(bleu) == 2 and bleu[1] > bleu[0] + 1.0, bleu
     # The run recorded its vocabulary: decoding it with another task's is refused.
     model_dir = str(tmp_path / "mt")
     assert os.path.exists(os.path.join(model_dir, checkpoints.VOCABULARY_FILE))
