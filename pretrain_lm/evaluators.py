@@ -15,8 +15,12 @@ split, every ``eval_every`` steps (and at step 0 and at the end), with the same 
   split (``mt.translate_all`` + ``mt.bleu``), optionally of its first ``max_examples``.
 
 Each returns ``{"<task>/<metric>": value}``; the trainer writes them with its own
-evaluation to TensorBoard (``eval/``), ``eval/metrics.jsonl`` and the run's results, so
-learning-curve plots show them (``pretrain_lm.plots``).
+evaluation to TensorBoard (``eval/``), ``eval/metrics.jsonl`` and the run's results. Plot
+them beside the loss with ``python -m pretrain_lm.plots --model_dir=RUN
+--metrics=perplexity,translate_en_de_debian_l10n/bleu`` (the demo MT run's names).
+
+``Bleu`` decodes in one process (as ``pretrain_lm.decode`` does); ``TaskMetrics`` runs on
+any mesh and any number of processes.
 """
 
 from __future__ import annotations
@@ -99,9 +103,15 @@ class Bleu(Evaluator):
     def __call__(self, model: Model, params: Any, model_state: Any,
                  partitioner: Partitioner) -> dict[str, float]:
         del model_state, partitioner  # translation models keep no state
+        import jax
+
         import tasks
         from pretrain_lm import mt
 
+        if jax.process_count() > 1:
+            raise ValueError("evaluators.Bleu decodes in one process; for a multi-host run "
+                             "bind trainer.train.evaluators = [] and score its checkpoints "
+                             "with python -m pretrain_lm.decode.")
         if self._data is None:
             sources, references = mt.split_sources_and_references(self.task, self.split)
             n = self.max_examples or len(sources)

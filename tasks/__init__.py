@@ -29,9 +29,8 @@ __all__ = ["get_dataset", "get_provider", "get_stats", "get_vocabulary", "prepro
 _SUBMODULES = (
     "batching", "benchmark_data", "benchmark_tasks", "bilm", "conll", "corpus", "finetuning",
     "formats", "glue", "imdb", "language_modeling", "learn_bpe", "learn_vocab", "lookup",
-    "metrics",
-    "ppmi_svd", "preprocessors", "pretraining", "registry", "sample_text", "squad", "tagging",
-    "translation", "vocab", "word_vector_eval", "word_vocab",
+    "metrics", "ppmi_svd", "preprocessors", "pretraining", "registry", "sample_text", "squad",
+    "tagging", "translation", "vocab", "word_vector_eval", "word_vocab",
 )
 
 
