@@ -191,8 +191,8 @@ def ours_translator(hf_model: Any, source_length: int, max_new: int, beam: int,
                     alpha: float) -> Callable[[np.ndarray], list[list[int]]]:
     """Source ids -> best hypotheses, through jitted encode + ``decoding.beam_search`` with
     the weights converted from ``hf_model``."""
-    from models import transformer
-    from pretrain_lm import decoding, interop_transformer
+    from models import decoding, transformer
+    from pretrain_lm import interop_transformer
 
     config = our_config(0.0)
     state = {k: v.detach().numpy() for k, v in hf_model.state_dict().items()}
@@ -203,7 +203,8 @@ def ours_translator(hf_model: Any, source_length: int, max_new: int, beam: int,
     @jax.jit
     def translate(params: dict, inputs: jax.Array) -> jax.Array:
         tokens, _ = decoding.beam_search(
-            model.step_fn(params), model.decode_state(params, inputs, max_new),
+            model.step_fn(params),
+            model.decode_state(params, {"encoder_input_tokens": inputs}, max_new),
             bos_id=START, eos_id=EOS, max_length=max_new, batch_size=inputs.shape[0],
             beam_size=beam, alpha=alpha, length_penalty="hf", early_stopping=True)
         return tokens[:, 0]

@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Mapping
-from typing import ClassVar, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, ClassVar, Protocol
 
 import jax
 import numpy as np
@@ -23,6 +23,8 @@ import numpy as np
 Array = jax.Array
 Batch = Mapping[str, Array]
 Metrics = dict[str, tuple[Array, Array]]
+# ``step_fn(token_ids int32[n], state, position int32[]) -> (logits [n, vocab], state)``
+StepFn = Callable[[Array, Any, Array], tuple[Array, Any]]
 
 
 class TaskInfo(Protocol):
@@ -81,18 +83,28 @@ class Model(abc.ABC):
         loss, metrics = self.loss(params, batch, rng=rng, train=train)
         return loss, metrics, state
 
+    def predict_batch(self, params: dict, batch: Batch, **decode_options: Any
+                      ) -> dict[str, Array]:
+        """Predictions per example, ``{name: [batch, ...]}``: class logits and ids, a
+        regression value, span logits, tags, or generated token ids (translations,
+        continuations; ``decode_options`` choose the decoder). Jit-compatible."""
+        del params, batch, decode_options
+        raise NotImplementedError(
+            f"{type(self).__name__} gives no per-example predictions: implement "
+            "predict_batch(params, batch) or predict_with_state(params, state, batch).")
+
+    def score_batch(self, params: dict, batch: Batch) -> Array:
+        """Log-likelihood ``[batch]`` of each example's targets under the model (natural
+        log, summed over the example's weighted target positions). Jit-compatible."""
+        del params, batch
+        raise NotImplementedError(f"{type(self).__name__} does not score examples.")
+
     def predict_with_state(self, params: dict, state: dict, batch: Batch
                            ) -> dict[str, Array]:
-        """Evaluation outputs per example (``logits`` for a classifier) from the params and
-        the model state the run checkpointed (batch-norm statistics); the default is the
-        stateless ``predict(params, batch)`` of models that have one."""
-        predict = getattr(self, "predict", None)
-        if predict is None:
-            raise NotImplementedError(
-                f"{type(self).__name__} gives no per-example predictions: implement "
-                "predict(params, batch) or predict_with_state(params, state, batch).")
+        """``predict_batch`` from the params and the model state the run checkpointed
+        (batch-norm statistics); the default ignores the state."""
         del state
-        return predict(params, batch)
+        return self.predict_batch(params, batch)
 
     def tokens_per_example(self, batch: Mapping[str, np.ndarray]) -> int:
         """Sequence positions per example (for tokens/s): the width of ``input_ids``."""
@@ -115,6 +127,68 @@ class Model(abc.ABC):
     def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
         """Extra metrics computed from averaged ones (e.g. perplexity from a loss)."""
         return {}
+
+
+class AutoregressiveDecoding(Model):
+    """The decoding-state protocol that the Transformer (MT) and GPT share, and the
+    ``predict_batch`` it gives them: greedy, sampling or beam search (``models.decoding``).
+
+    * ``decode_state(params, batch, max_length)``: the state before the first step, built
+      from the batch's *inputs*: the source ids ``encoder_input_tokens`` of a translation
+      model, the prompt ids ``prompt_tokens`` (right-padded with 0) of a language model.
+      Leaves that all beams of one example share go under ``state["constants"]`` (beam
+      search tiles them once and never reorders them).
+    * ``step_fn(params)``: ``StepFn``; at step ``i`` it is fed the id at position ``i``
+      (``decoder_start_id`` at step 0) and returns the logits of position ``i + 1``.
+    """
+
+    decoder_start_id: int = 0
+    eos_id: int = 1
+
+    @abc.abstractmethod
+    def decode_state(self, params: dict, batch: Batch, max_length: int) -> Any:
+        """The initial decoding state for the batch's inputs and ``max_length`` steps."""
+
+    @abc.abstractmethod
+    def step_fn(self, params: dict) -> StepFn:
+        """The one-position step of the decoder (a key/value cache in the state)."""
+
+    @abc.abstractmethod
+    def default_decode_length(self, batch: Batch) -> int:
+        """Steps decoded when ``max_length`` is not given (static)."""
+
+    def predict_batch(self, params: dict, batch: Batch, *, method: str = "greedy",
+                      max_length: int | None = None, beam_size: int = 4, alpha: float = 0.6,
+                      temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0,
+                      rng: Array | None = None, eos_id: int | None = None, **unused: Any
+                      ) -> dict[str, Array]:
+        """``{"tokens": int32[b, max_length]}``: each row's greedy, sampled or best-beam
+        ids (without the start id, EOS included, 0 after it; ``eos_id`` defaults to the
+        model's). Beam search adds ``beams``
+        ``[b, beam_size, max_length]`` and their length-penalised ``beam_scores``."""
+        from models import decoding
+
+        if unused:
+            raise TypeError(f"Unknown decoding options {sorted(unused)}.")
+        max_length = max_length or self.default_decode_length(batch)
+        rows = next(iter(batch.values())).shape[0]
+        state = self.decode_state(params, batch, max_length)
+        step = self.step_fn(params)
+        common = dict(bos_id=self.decoder_start_id, eos_id=self.eos_id if eos_id is None
+                      else eos_id,
+                      max_length=max_length, batch_size=rows)
+        if method == "greedy":
+            return {"tokens": decoding.greedy(step, state, **common)[0]}
+        if method == "sample":
+            if rng is None:
+                raise ValueError("method='sample' needs an rng key.")
+            return {"tokens": decoding.sample(step, state, rng, temperature=temperature,
+                                              top_k=top_k, top_p=top_p, **common)[0]}
+        if method == "beam":
+            beams, scores = decoding.beam_search(step, state, beam_size=beam_size,
+                                                 alpha=alpha, **common)
+            return {"tokens": beams[:, 0], "beams": beams, "beam_scores": scores}
+        raise ValueError(f"method must be 'greedy', 'sample' or 'beam', got {method!r}.")
 
 
 class Seq2SeqObjective(Model):
@@ -160,6 +234,13 @@ class Seq2SeqObjective(Model):
         loss = smoothed / jnp.maximum(count, 1.0)
         return loss, {"loss": (loss, jnp.ones(())), "nll": (nll, count),
                       "token_accuracy": (correct, count)}
+
+    def score_batch(self, params: dict, batch: Batch) -> Array:
+        from models import layers
+
+        return layers.sequence_log_likelihood(self.apply(params, batch),
+                                              batch["decoder_target_tokens"],
+                                              batch["decoder_loss_weights"])
 
     def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
         return {"perplexity": perplexity(averages["nll"])} if "nll" in averages else {}

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -454,13 +455,15 @@ class BertFineTuningModel(Model):
                 f"num_labels={self.num_labels}: set --gin.HEAD={task.head!r} "
                 f"--gin.NUM_LABELS={task.num_labels}.")
 
-    def predict(self, params: dict, batch: Batch) -> dict[str, Array]:
-        """Evaluation outputs per example: ``logits`` (classification), ``prediction``
-        (regression), ``start_logits``/``end_logits`` (span), ``token_predictions``
+    def predict_batch(self, params: dict, batch: Batch, **unused: Any) -> dict[str, Array]:
+        """Evaluation outputs per example: ``logits`` and ``class_ids`` (classification),
+        ``prediction`` (regression), ``start_logits``/``end_logits`` (span; the answer
+        span is chosen on the host, ``pretrain_lm.evaluation``), ``token_predictions``
         (token: argmax tag id per position)."""
         outputs = self.apply(params, batch, train=False)
         if self.head == "classification":
-            return {"logits": outputs}
+            return {"logits": outputs,
+                    "class_ids": jnp.argmax(outputs, axis=-1).astype(jnp.int32)}
         if self.head == "regression":
             return {"prediction": outputs}
         if self.head == "span":

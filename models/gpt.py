@@ -10,7 +10,6 @@ from HuggingFace ``GPT2LMHeadModel`` (``pretrain_lm/interop_transformer.py``). S
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -19,7 +18,14 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import layers
-from models.base import Batch, Metrics, Model, decoder_lm_batch, perplexity
+from models.base import (
+    AutoregressiveDecoding,
+    Batch,
+    Metrics,
+    StepFn,
+    decoder_lm_batch,
+    perplexity,
+)
 from models.transformer import Decoder, TokenEmbedding, TransformerConfig
 
 Array = jax.Array
@@ -57,7 +63,7 @@ class DecoderOnlyLM(nn.Module):
 
 
 @dataclasses.dataclass(frozen=True)
-class LanguageModel(Model):
+class LanguageModel(AutoregressiveDecoding):
     """Next-token prediction (seqio ``DecoderFeatureConverter`` names): the network reads
     ``decoder_input_tokens`` (the targets shifted right after 0) and is scored on
     ``decoder_target_tokens`` where ``decoder_loss_weights`` is 1."""
@@ -112,21 +118,46 @@ class LanguageModel(Model):
         return 3.0 * n * (per_token + 2 * d * cfg.vocab_size)
 
     # -- decoding ---------------------------------------------------------------------
-    def decode_state(self, params: dict, batch_size: int, max_length: int) -> dict:
-        """An empty key/value cache for ``max_length`` positions."""
-        dummy = jnp.zeros((batch_size, max_length), jnp.int32)
+    def default_decode_length(self, batch: Batch) -> int:
+        return self.config.max_length
+
+    def decode_state(self, params: dict, batch: Batch, max_length: int) -> dict:
+        """An empty key/value cache for ``max_length`` positions, and the prompt.
+
+        ``batch["prompt_tokens"]`` ``[b, p]`` holds each row's prompt, right-padded with 0
+        (a row of 0s: no prompt). The step function teacher-forces it: while the position
+        is inside a row's prompt, the logits select the prompt's next id with
+        log-probability 0 and ``-inf`` elsewhere, so greedy, sampling and beam search all
+        emit the prompt first, writing its keys and values into the cache as a prefill
+        would, and then continue from it."""
+        prompt = jnp.asarray(batch["prompt_tokens"], jnp.int32)
+        dummy = jnp.zeros((prompt.shape[0], max_length), jnp.int32)
         _, variables = self.network.apply({"params": params}, dummy, deterministic=True,
                                           decode=True, mutable=["cache"])
-        return {"cache": jax.tree.map(jnp.zeros_like, variables["cache"])}
+        return {"cache": jax.tree.map(jnp.zeros_like, variables["cache"]),
+                "constants": {"prompt": prompt,
+                              "prompt_length": jnp.sum(prompt != 0, axis=-1)}}
 
-    def step_fn(self, params: dict) -> Callable[[Array, dict, Array], tuple[Array, dict]]:
-        """``step_fn(token_ids [n], state, step)`` for ``pretrain_lm.decoding``."""
+    def step_fn(self, params: dict) -> StepFn:
+        """``step_fn(token_ids [n], state, position)`` for ``models.decoding``."""
 
         def step(token_ids: Array, state: dict, position: Array) -> tuple[Array, dict]:
             logits, variables = self.network.apply(
                 {"params": params, "cache": state["cache"]}, token_ids[:, None],
                 deterministic=True, decode=True, decode_position=position,
                 mutable=["cache"])
-            return logits[:, 0], {"cache": variables["cache"]}
+            logits = logits[:, 0]
+            prompt = state["constants"]["prompt"]
+            forced = prompt[:, jnp.minimum(position, prompt.shape[1] - 1)]
+            one_hot = jnp.where(jnp.arange(logits.shape[-1]) == forced[:, None], 0.0,
+                                -jnp.inf).astype(logits.dtype)
+            in_prompt = position < state["constants"]["prompt_length"]
+            logits = jnp.where(in_prompt[:, None], one_hot, logits)
+            return logits, {**state, "cache": variables["cache"]}
 
         return step
+
+    def score_batch(self, params: dict, batch: Batch) -> Array:
+        return layers.sequence_log_likelihood(self.apply(params, batch),
+                                              batch["decoder_target_tokens"],
+                                              batch["decoder_loss_weights"])

@@ -479,6 +479,13 @@ def label_smoothed_cross_entropy(logits: Array, labels: Array, weights: Array,
             jnp.sum(weights))
 
 
+def sequence_log_likelihood(logits: Array, labels: Array, weights: Array) -> Array:
+    """``sum_t weights[b, t] * log p(labels[b, t])``: each row's log-likelihood ``[b]``."""
+    log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    label_log_probs = jnp.take_along_axis(log_probs, labels[..., None], axis=-1)[..., 0]
+    return jnp.sum(label_log_probs * weights.astype(jnp.float32), axis=-1)
+
+
 def reverse_padded(x: Array, lengths: Array) -> Array:
     """Reverses each row's first ``lengths[b]`` steps along axis 1, leaving the padding
     after them in place (its own inverse). ``x`` is ``[batch, time, ...]``."""

@@ -319,13 +319,19 @@ class TaggerModel(Model):
             metrics["entity_recall"] = (correct, n_gold)
         return loss, metrics
 
-    def predict(self, params: dict, batch: Batch) -> Array:
-        """Viterbi tag ids ``[b, t]`` (0 at padding)."""
+    def predict_batch(self, params: dict, batch: Batch, **unused: Any) -> dict[str, Array]:
+        """``{"tags": Viterbi tag ids [b, t]}`` (0 at padding)."""
         emissions = self._emissions(params, batch, None, False)
         mask = batch["token_ids"] > 0
         predicted, _ = self.crf.apply({"params": params["crf"]}, emissions, mask,
                                       method=crf.CRF.viterbi)
-        return predicted
+        return {"tags": predicted}
+
+    def score_batch(self, params: dict, batch: Batch) -> Array:
+        """The CRF's log-likelihood ``[b]`` of each sentence's gold tags."""
+        emissions = self._emissions(params, batch, None, False)
+        mask = (batch["token_ids"] > 0) & (batch["token_weights"] > 0)
+        return self.crf.apply({"params": params["crf"]}, emissions, batch["tag_ids"], mask)
 
     def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
         """``entity_f1`` from the averaged precision and recall (fractions, as seqeval)."""

@@ -9,7 +9,7 @@ encoder-decoder attention takes queries from the decoder and keys/values from th
 encoder output. ``Decoder`` alone (no encoder) is the GPT-style language model of
 ``models/gpt.py``.
 
-Decoding (``pretrain_lm/decoding.py``) runs the decoder one position at a time with a
+Decoding (``models/decoding.py``) runs the decoder one position at a time with a
 key/value cache (``decode=True``); ``TranslationModel.step_fn`` adapts it.
 
 Weights convert one-to-one from HuggingFace ``MarianMTModel`` (``pretrain_lm/interop``
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -28,7 +27,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from models import layers
-from models.base import Batch, Seq2SeqObjective
+from models.base import AutoregressiveDecoding, Batch, Seq2SeqObjective, StepFn
 
 Array = jax.Array
 
@@ -209,7 +208,7 @@ def seq2seq_batch(inputs: np.ndarray, targets: np.ndarray, start_id: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
-class TranslationModel(Seq2SeqObjective):
+class TranslationModel(Seq2SeqObjective, AutoregressiveDecoding):
     """Sequence-to-sequence objective: label-smoothed cross-entropy over target tokens.
 
     Batches use seqio's ``EncDecFeatureConverter`` names: ``encoder_input_tokens``
@@ -268,8 +267,11 @@ class TranslationModel(Seq2SeqObjective):
     def encode(self, params: dict, inputs: Array) -> Array:
         return self.network.apply({"params": params}, inputs, method=EncoderDecoder.encode)
 
-    def step_fn(self, params: dict) -> Callable[[Array, dict, Array], tuple[Array, dict]]:
-        """``step_fn(token_ids [n], state, step)`` for ``pretrain_lm.decoding``; ``state``
+    def default_decode_length(self, batch: Batch) -> int:
+        return self.max_target_length
+
+    def step_fn(self, params: dict) -> StepFn:
+        """``step_fn(token_ids [n], state, step)`` for ``models.decoding``; ``state``
         holds the ``cache`` and, as ``constants`` that beam search never reorders, the
         ``encoded`` source and the source ``inputs`` (every leaf ``[n, ...]``)."""
 
@@ -283,8 +285,9 @@ class TranslationModel(Seq2SeqObjective):
 
         return step
 
-    def decode_state(self, params: dict, inputs: Array, max_length: int) -> dict:
-        """The initial decoding state for a batch of source ids."""
+    def decode_state(self, params: dict, batch: Batch, max_length: int) -> dict:
+        """The initial decoding state for a batch of source ids ``encoder_input_tokens``."""
+        inputs = jnp.asarray(batch["encoder_input_tokens"], jnp.int32)
         encoded = self.encode(params, inputs)
         return {"constants": {"encoded": encoded, "inputs": inputs},
                 "cache": self.init_cache(params, encoded, inputs, max_length)}

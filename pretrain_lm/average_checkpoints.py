@@ -6,7 +6,7 @@ r"""Average the parameters of the last N checkpoints into a new checkpoint.
 The Transformer paper averages the last 5 (base, written every 10 minutes) or 20 (big)
 checkpoints. The result is a checkpoint of this codebase at the newest averaged step
 holding ``step`` and ``params`` (no optimizer state: it is for evaluation and decoding,
-e.g. ``python -m pretrain_lm.decode ... --gin.MODEL_DIR=runs/t_base_avg5``).
+e.g. ``python -m pretrain_lm.infer ... --gin.MODEL_DIR=runs/t_base_avg5``).
 """
 
 from __future__ import annotations

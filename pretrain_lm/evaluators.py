@@ -3,7 +3,7 @@
 The trainer's own evaluation reports the objective's loss and accuracy on
 ``eval_steps`` batches. An evaluator scores what a paper reports, on every example of a
 split, every ``eval_every`` steps (and at step 0 and at the end), with the same code
-``pretrain_lm.evaluate`` and ``pretrain_lm.decode`` use after training:
+``pretrain_lm.evaluate`` and ``pretrain_lm.infer`` use after training:
 
     trainer.train.evaluators = [@evaluators.TaskMetrics()]
     evaluators.TaskMetrics.task = %MIXTURE_OR_TASK_NAME
@@ -19,7 +19,7 @@ evaluation to TensorBoard (``eval/``), ``eval/metrics.jsonl`` and the run's resu
 them beside the loss with ``python -m pretrain_lm.plots --model_dir=RUN
 --metrics=perplexity,translate_en_de_debian_l10n/bleu`` (the demo MT run's names).
 
-``Bleu`` decodes in one process (as ``pretrain_lm.decode`` does); ``TaskMetrics`` runs on
+``Bleu`` decodes in one process (as ``pretrain_lm.infer`` does); ``TaskMetrics`` runs on
 any mesh and any number of processes.
 """
 
@@ -83,7 +83,7 @@ class TaskMetrics(Evaluator):
 @dataclasses.dataclass
 class Bleu(Evaluator):
     """sacrebleu BLEU / chrF of the model's translations of ``split`` (greedy by default:
-    in the loop, the trend matters; ``pretrain_lm.decode`` gives the final beam figure)."""
+    in the loop, the trend matters; ``pretrain_lm.infer`` gives the final beam figure)."""
 
     task: str
     split: str = "validation"
@@ -111,7 +111,7 @@ class Bleu(Evaluator):
         if jax.process_count() > 1:
             raise ValueError("evaluators.Bleu decodes in one process; for a multi-host run "
                              "bind trainer.train.evaluators = [] and score its checkpoints "
-                             "with python -m pretrain_lm.decode.")
+                             "with python -m pretrain_lm.infer.")
         if self._data is None:
             sources, references = mt.split_sources_and_references(self.task, self.split)
             n = self.max_examples or len(sources)

@@ -12,12 +12,13 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import logging as logging_std
 import os
 import re
 import sys
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import gin
 
@@ -155,6 +156,51 @@ def without_gin_context(error: BaseException) -> str:
 
 def main_argv() -> list[str]:
     return rewrite_gin_args(sys.argv)
+
+
+@dataclasses.dataclass(frozen=True)
+class GinFlags:
+    """The ``--gin_file`` / ``--gin_bindings`` (``--gin.X=V``) / ``--gin_search_paths``
+    flags every gin entry point takes (``define_gin_flags``)."""
+
+    files: object
+    bindings: object
+    search_paths: object
+
+
+def define_gin_flags() -> GinFlags:
+    """Defines the entry point's gin flags (once per program)."""
+    from absl import flags
+
+    return GinFlags(
+        flags.DEFINE_multi_string("gin_file", [], "gin config files (in order)."),
+        flags.DEFINE_multi_string(
+            "gin_bindings", [], "Extra gin bindings; --gin.KEY=VALUE is rewritten to these."),
+        flags.DEFINE_list("gin_search_paths", list(DEFAULT_SEARCH_PATHS),
+                          "Where gin files and their includes are looked up."))
+
+
+def start(argv: Sequence[str], gin_flags: GinFlags, *,
+          before_parse: Callable[[], None] | None = None) -> None:
+    """The preamble every gin entry point shares: no stray arguments, freed host memory
+    given back (before JAX starts its threads), quiet library logs, ``before_parse``
+    (e.g. multi-host initialisation), then the gin files and bindings parsed, or one
+    clear error and exit."""
+    from absl import app
+
+    from pretrain_lm import host
+
+    if len(argv) > 1:
+        raise app.UsageError(f"Unexpected arguments: {list(argv[1:])}")
+    host.keep_freed_memory()
+    quiet_library_logs()
+    if before_parse is not None:
+        before_parse()
+    try:
+        parse(gin_flags.files.value, gin_flags.bindings.value,  # type: ignore[attr-defined]
+              gin_flags.search_paths.value)  # type: ignore[attr-defined]
+    except GinConfigError as e:
+        sys.exit(f"error: {without_gin_context(e)}")
 
 
 class _QuietLibraries(logging_std.Filter):

@@ -2,7 +2,7 @@
 
 Used by ``python -m pretrain_lm.decode`` (files and seqio splits), the attention plots
 and the tests: ``make_translate_fn`` jits a greedy / beam / sampling translator over the
-model's step function (``pretrain_lm.decoding``), ``translate_all`` runs it over
+model's ``predict_batch`` (``models.decoding``), ``translate_all`` runs it over
 sentences (counting the sources cut to fit), ``bleu`` scores with sacrebleu.
 """
 
@@ -21,22 +21,14 @@ def make_translate_fn(model: Any, *, method: str = "beam", beam_size: int = 4,
                       alpha: float = 0.6, max_length: int = 64, eos_id: int = 1,
                       temperature: float = 1.0, top_k: int = 0, top_p: float = 1.0
                       ) -> Any:
-    """A jitted ``(params, inputs [b, l], rng) -> tokens [b, max_length]`` translator."""
-    from pretrain_lm import decoding
+    """A jitted ``(params, inputs [b, l], rng) -> tokens [b, max_length]`` translator
+    (``model.predict_batch`` on the source ids)."""
 
     def translate(params: Any, inputs: jax.Array, rng: jax.Array) -> jax.Array:
-        batch = inputs.shape[0]
-        state = model.decode_state(params, inputs, max_length)
-        common = dict(bos_id=model.decoder_start_id, eos_id=eos_id, max_length=max_length,
-                      batch_size=batch)
-        if method == "greedy":
-            return decoding.greedy(model.step_fn(params), state, **common)[0]
-        if method == "sample":
-            return decoding.sample(model.step_fn(params), state, rng, temperature=temperature,
-                                   top_k=top_k, top_p=top_p, **common)[0]
-        tokens, _ = decoding.beam_search(model.step_fn(params), state, beam_size=beam_size,
-                                         alpha=alpha, **common)
-        return tokens[:, 0]
+        return model.predict_batch(
+            params, {"encoder_input_tokens": inputs}, method=method, max_length=max_length,
+            beam_size=beam_size, alpha=alpha, temperature=temperature, top_k=top_k,
+            top_p=top_p, rng=rng, eos_id=eos_id)["tokens"]
 
     return jax.jit(translate)
 

@@ -9,7 +9,7 @@ source (paper, table, row; ``check`` says how it was verified: V-code / V-text /
 R = not yet checked against the PDF) and, per scale, the run that measures our side. The
 runs are gin runs of one *run group* (a root folder of model dirs): ``pretrain_lm.train``
 with the group's gin files plus the run's bindings, ``--results_json`` beside the
-checkpoints, ``pretrain_lm.ensemble`` over other runs, or ``pretrain_lm.decode`` of a
+checkpoints, ``pretrain_lm.ensemble`` over other runs, or ``pretrain_lm.infer`` of a
 trained run (BLEU). A binding ``'{run:ID}'`` is the
 model dir of run ID of the group, which then runs first (ULMFiT's three stages, the biLM
 under TagLM, BERT pre-training under fine-tuning). Runs with ``seeds`` run once per seed
@@ -211,7 +211,7 @@ class GroupRunner:
       name: the group's name in the data file; ``group`` its entry.
       root: folder of the group's model dirs (default: the group's ``root``).
       extra_bindings: gin bindings added last to every training run.
-      decode_flags: ``pretrain_lm.decode`` flags added to every decode run
+      decode_flags: ``pretrain_lm.infer`` flags added to every decode run
         (``max_examples=50``: tiny budgets).
       dry_run: print the commands, run nothing.
       log: where progress lines go.
@@ -262,7 +262,7 @@ class GroupRunner:
                     f"--split={spec.get('split', 'validation')}", f"--output_dir={model_dir}"]
         if spec.get("kind") == "decode":  # the trained run's own configuration
             train = self.command(spec["of"], index)[3:-1]
-            return ["python", "-m", "pretrain_lm.decode", *train,
+            return ["python", "-m", "pretrain_lm.infer", *train,
                     f"--split={spec.get('split', 'validation')}",
                     *[f"--{k}={v}" for k, v in spec.get("flags", {}).items()],
                     *[f"--{f}" for f in self.decode_flags]]

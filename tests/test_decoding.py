@@ -1,4 +1,4 @@
-"""Tests for pretrain_lm.decoding: greedy, sampling and beam search against brute force and HF.
+"""Tests for models.decoding: greedy, sampling and beam search against brute force and HF.
 
 * toy step functions: a fixed random "bigram" table, and a variant whose logits also depend
   on the position and on a per-row state (a running hash and a per-item "encoder" vector),
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from pretrain_lm import decoding
+from models import decoding
 
 # ----------------------------------------------------------------------------- toy models
 

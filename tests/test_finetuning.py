@@ -179,8 +179,9 @@ def test_heads_ignore_padding_rows(head, num_labels):
     padded = {k: np.concatenate([v, np.zeros_like(v)]) for k, v in batch.items()}
     padded_loss, _ = model.loss(params, padded, rng=None, train=False)
     assert np.isfinite(loss) and abs(float(loss) - float(padded_loss)) < 1e-5
-    shapes = {k: v.shape for k, v in model.predict(params, batch).items()}
-    assert shapes == {"classification": {"logits": (4, 3)}, "regression": {"prediction": (4,)},
+    shapes = {k: v.shape for k, v in model.predict_batch(params, batch).items()}
+    assert shapes == {"classification": {"logits": (4, 3), "class_ids": (4,)},
+                      "regression": {"prediction": (4,)},
                       "span": {"start_logits": (4, 16), "end_logits": (4, 16)},
                       "token": {"token_predictions": (4, 16)}}[head]
 
@@ -212,7 +213,7 @@ def test_sentence_poolings_read_what_they_say():
     for pooling, features in want.items():
         model = bert.BertFineTuningModel(TINY, head="regression", max_seq_length=16,
                                          pooling=pooling)
-        got = model.predict(params, batch)["prediction"]
+        got = model.predict_batch(params, batch)["prediction"]
         np.testing.assert_allclose(got, features @ kernel + bias, rtol=1e-5, atol=1e-5)
 
     reinit = bert.BertFineTuningModel(TINY, head="regression", max_seq_length=16,

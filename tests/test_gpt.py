@@ -13,8 +13,11 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import subprocess
+import sys
 
 import gin
 import jax
@@ -23,7 +26,7 @@ import numpy as np
 import pytest
 import seqio
 
-from pretrain_lm import generate, gin_utils
+from pretrain_lm import gin_utils, infer
 from tasks import language_modeling as lm
 from tasks import preprocessors as pp
 from tasks.pretraining import DatasetNotPreparedError, corpus_split_documents
@@ -180,25 +183,25 @@ def trained(tmp_path_factory, vocab):
             # One device: the 8 simulated ones would split 2 CPU cores eight ways.
             "partitioning.Partitioner.num_devices = 1"])
         model = gin.query_parameter("%MODEL").scoped_configurable_fn()
-        partitioner = generate.run_partitioner()
+        partitioner = infer.run_partitioner()
         results = gin.get_configurable(trainer.train)()
     finally:
         gin.clear_config()
     assert partitioner.mesh.size == 1
-    params, step = generate.restore_params(model, model_dir, partitioner=partitioner)
+    params, step = infer.restore_params(model, model_dir, partitioner=partitioner)
     assert step == 200
-    return model, params, partitioner, results
+    return model, params, partitioner, results, model_dir
 
 
 def test_tiny_gpt_beats_the_unigram_model(trained, vocab):
-    model, params, partitioner, results = trained
+    model, params, partitioner, results, _ = trained
     counts = np.bincount(np.concatenate(_chapter_ids(vocab, "train")),
                          minlength=vocab.vocab_size).astype(np.float64)
     probs = (counts + 1.0) / (counts.sum() + vocab.vocab_size)
     held_out = np.concatenate(_chapter_ids(vocab, "validation"))
     unigram = float(np.exp(-np.log(probs[held_out]).mean()))
 
-    ours = generate.perplexity(model, params, TASK, "validation", batch_size=16,
+    ours = infer.perplexity(model, params, TASK, "validation", batch_size=16,
                                partitioner=partitioner)
     assert ours["tokens"] == len(held_out) == 62_715  # the same ids, each scored once
     print(f"\nheld-out perplexity: unigram {unigram:.1f}, tiny GPT {ours['perplexity']:.1f} "
@@ -208,12 +211,12 @@ def test_tiny_gpt_beats_the_unigram_model(trained, vocab):
 
 
 def test_generation_continues_the_prompt(trained, vocab):
-    model, params, _, _ = trained
+    model, params, _, _, _ = trained
     prompt_ids = list(vocab.encode(PROMPT))
     p = len(prompt_ids)
-    ids, texts = generate.generate(model, params, vocab, PROMPT, num_samples=2,
+    ids, texts = infer.generate(model, params, vocab, PROMPT, num_samples=2,
                                    max_new_tokens=24, method="greedy")
-    again, _ = generate.generate(model, params, vocab, PROMPT, num_samples=2,
+    again, _ = infer.generate(model, params, vocab, PROMPT, num_samples=2,
                                  max_new_tokens=24, method="greedy")
     assert ids == again and ids[0] == ids[1]
     assert ids[0][:p] == prompt_ids and len(ids[0]) > p
@@ -226,17 +229,44 @@ def test_generation_continues_the_prompt(trained, vocab):
     logits = model.apply(params, {"decoder_input_tokens": inputs})
     np.testing.assert_array_equal(np.argmax(np.asarray(logits[0]), -1)[p:], seq[p:])
 
-    sampled, _ = generate.generate(model, params, vocab, PROMPT, num_samples=3,
+    sampled, _ = infer.generate(model, params, vocab, PROMPT, num_samples=3,
                                    max_new_tokens=24, method="sample", seed=1,
                                    temperature=0.8, top_k=40, top_p=0.95)
-    resampled, _ = generate.generate(model, params, vocab, PROMPT, num_samples=3,
+    resampled, _ = infer.generate(model, params, vocab, PROMPT, num_samples=3,
                                      max_new_tokens=24, method="sample", seed=1,
                                      temperature=0.8, top_k=40, top_p=0.95)
     assert sampled == resampled and all(s[:p] == prompt_ids for s in sampled)
     assert len({tuple(s) for s in sampled}) > 1  # rows draw independently
 
-    beams, _ = generate.generate(model, params, vocab, PROMPT, num_samples=2,
+    beams, _ = infer.generate(model, params, vocab, PROMPT, num_samples=2,
                                  max_new_tokens=12, method="beam", beam_size=4)
     assert all(b[:p] == prompt_ids and len(b) > p for b in beams)
     with pytest.raises(ValueError, match="MAX_LENGTH"):
-        generate.generate(model, params, vocab, PROMPT, max_new_tokens=1000)
+        infer.generate(model, params, vocab, PROMPT, max_new_tokens=1000)
+
+
+def test_infer_cli_scores_and_continues_from_the_run_gin_files(trained, vocab):
+    """``python -m pretrain_lm.infer`` with the run's gin files: ``--mode=score`` gives,
+    through ``score_batch``, the perplexity the loss gives in-process; ``--prompt``
+    continues the prompt."""
+    model, params, partitioner, _, model_dir = trained
+    expected = infer.perplexity(model, params, TASK, "validation", batch_size=16,
+                                partitioner=partitioner)
+    common = [sys.executable, "-m", "pretrain_lm.infer", "--gin_file=demo/gpt_tiny_austen.gin",
+              f"--gin.MODEL_DIR={model_dir}", "--gin.TARGETS_LENGTH=64",
+              "--gin.partitioning.Partitioner.num_devices=1", "--batch_size=16"]
+    env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+    done = subprocess.run([*common, "--mode=score"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    with open(os.path.join(model_dir, "infer_validation", "metrics.json")) as f:
+        scored = json.load(f)
+    assert scored["tokens"] == expected["tokens"] == 62_715
+    assert math.isclose(scored["perplexity"], expected["perplexity"], rel_tol=1e-4)
+    with open(os.path.join(model_dir, "infer_validation", "score.jsonl")) as f:
+        assert sum(1 for _ in f) == scored["examples"]
+    done = subprocess.run([*common, f"--prompt={PROMPT}", "--method=greedy",
+                           "--num_samples=1", "--max_new_tokens=8"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert f"--- 1\n{PROMPT}" in done.stdout

@@ -284,3 +284,21 @@ def test_demo_taggers_beat_the_baseline_and_the_bilm_does_not_hurt(tmp_path):
     assert min(plain) > baseline + 0.01
     spread = max(statistics.stdev(plain), statistics.stdev(lm), 0.005)
     assert statistics.fmean(lm) > statistics.fmean(plain) - 2 * spread
+
+
+def test_tagger_predict_and_score_batch_agree_with_its_loss():
+    """``predict_batch`` gives the Viterbi tags the eval metrics count; ``score_batch``
+    the CRF log-likelihood of each sentence, which the loss sums (negated)."""
+    model = _tiny("none")
+    batch = _batch(model)
+    params = model.init(jax.random.key(0), batch)
+    params = jax.tree.map(lambda x: x.value if hasattr(x, "value") else x, params,
+                          is_leaf=lambda x: hasattr(x, "value"))
+    scores = np.asarray(model.score_batch(params, batch))
+    _, metrics = model.loss(params, batch, rng=None, train=False)
+    assert scores.shape == (3,) and np.all(scores < 0)
+    np.testing.assert_allclose(-scores.sum(), float(metrics["nll"][0]), rtol=1e-5)
+    tags = np.asarray(model.predict_batch(params, batch)["tags"])
+    mask = batch["token_ids"] > 0
+    correct = float(((tags == batch["tag_ids"]) & mask).sum())
+    assert correct == float(metrics["token_accuracy"][0])

@@ -89,10 +89,10 @@ def test_kv_cache_steps_equal_the_full_forward():
         if isinstance(model, transformer.TranslationModel):
             inputs = _batch(rng, 2, 12, pad_from=9)
             full = model.apply(params, transformer.seq2seq_batch(inputs, targets))
-            state = model.decode_state(params, jnp.asarray(inputs), 8)
+            state = model.decode_state(params, {"encoder_input_tokens": inputs}, 8)
         else:
             full = model.apply(params, {"decoder_input_tokens": prefix})
-            state = model.decode_state(params, 2, 8)
+            state = model.decode_state(params, {"prompt_tokens": np.zeros((2, 1))}, 8)
         step = jax.jit(model.step_fn(params))
         for t in range(8):
             logits, state = step(jnp.asarray(prefix[:, t]), state, jnp.int32(t))
@@ -149,7 +149,7 @@ def test_pre_ln_and_learned_positions_build(positions):
 def test_cached_decoding_equals_huggingface_generate(num_beams):
     """Our KV-cache greedy / beam search ('hf' length penalty) on converted Marian weights
     produce HF generate's exact token sequences."""
-    from pretrain_lm import decoding
+    from models import decoding
 
     # Random tied-embedding models tend to repeat a token; these settings give rows that
     # differ and beams that branch (tests/test_decoding.py checks varied GPT-2 outputs).
@@ -164,7 +164,7 @@ def test_cached_decoding_equals_huggingface_generate(num_beams):
             attention_mask=torch.tensor(inputs > 0, dtype=torch.long), num_beams=num_beams,
             do_sample=False, max_new_tokens=9, length_penalty=1.0, early_stopping=True,
             decoder_start_token_id=0, eos_token_id=1, pad_token_id=0).numpy()[:, 1:]
-    state = model.decode_state(params, jnp.asarray(inputs), 9)
+    state = model.decode_state(params, {"encoder_input_tokens": inputs}, 9)
     common = dict(bos_id=0, eos_id=1, max_length=9, batch_size=4)
     if num_beams == 1:
         got = decoding.greedy(model.step_fn(params), state, **common)[0]
@@ -174,3 +174,64 @@ def test_cached_decoding_equals_huggingface_generate(num_beams):
                                    **common)[0][:, 0]
     got = np.asarray(got)[:, :expected.shape[1]]
     np.testing.assert_array_equal(got, expected)
+
+
+def test_score_batch_is_each_examples_log_likelihood_under_huggingface():
+    """``score_batch``: sum over a row's weighted targets of log p, equal to the same sum
+    from the HF model's logits; and the rows add up to the loss's NLL."""
+    rng = np.random.default_rng(7)
+    targets = _batch(rng, 3, 10)
+    targets[1, 6:] = 0
+    weights = (targets > 0).astype(np.float32)
+    decoder_inputs = np.asarray(transformer.shift_right(jnp.asarray(targets)))
+    for build in (_marian, _gpt2):
+        hf, model, params = build()
+        if isinstance(model, transformer.TranslationModel):
+            inputs = _batch(rng, 3, 12, pad_from=7)
+            batch = transformer.seq2seq_batch(inputs, targets)
+            with torch.no_grad():
+                logits = hf(input_ids=torch.tensor(inputs, dtype=torch.long),
+                            attention_mask=torch.tensor(inputs > 0, dtype=torch.long),
+                            decoder_input_ids=torch.tensor(decoder_inputs, dtype=torch.long)
+                            ).logits
+        else:
+            batch = {"decoder_input_tokens": decoder_inputs,
+                     "decoder_target_tokens": targets, "decoder_loss_weights": weights}
+            with torch.no_grad():
+                logits = hf(input_ids=torch.tensor(decoder_inputs, dtype=torch.long)).logits
+        log_probs = torch.log_softmax(logits.double(), -1).numpy()
+        expected = (np.take_along_axis(log_probs, targets[..., None], -1)[..., 0]
+                    * weights).sum(-1)
+        got = np.asarray(model.score_batch(params, batch))
+        np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-4)
+        _, metrics = model.loss(params, batch, rng=None, train=False)
+        np.testing.assert_allclose(-got.sum(), float(metrics["nll"][0]), rtol=1e-5)
+
+
+def test_gpt_decodes_each_rows_own_prompt_as_huggingface_greedy():
+    """One batch, prompts of different lengths: each row's greedy continuation is HF
+    ``generate``'s from that prompt (after the start id 0), and the same as decoding the
+    row alone."""
+    hf, model, params = _gpt2()
+    prompts = [[5, 9, 13], [7, 3, 22, 40, 11]]
+    new = 6
+    batch = np.zeros((2, 5), np.int32)
+    for row, prompt in enumerate(prompts):
+        batch[row, :len(prompt)] = prompt
+    max_length = 5 + new
+    got = np.asarray(model.predict_batch(params, {"prompt_tokens": batch}, method="greedy",
+                                         max_length=max_length)["tokens"])
+    for row, prompt in enumerate(prompts):
+        alone = np.asarray(model.predict_batch(
+            params, {"prompt_tokens": batch[row:row + 1]}, method="greedy",
+            max_length=max_length)["tokens"])[0]
+        np.testing.assert_array_equal(got[row], alone)
+        with torch.no_grad():
+            expected = hf.generate(torch.tensor([[0, *prompt]]),
+                                   attention_mask=torch.ones((1, len(prompt) + 1),
+                                                             dtype=torch.long),
+                                   do_sample=False,
+                                   max_new_tokens=max_length - len(prompt), eos_token_id=1,
+                                   pad_token_id=0).numpy()[0, 1:]
+        np.testing.assert_array_equal(got[row][:len(expected)], expected)
+        assert list(got[row][:len(prompt)]) == prompt

@@ -1,0 +1,445 @@
+r"""Run a trained model from its gin files: predictions or scores, on a split or a file.
+
+    python -m pretrain_lm.infer --gin_file=RUN.gin ... --gin.MODEL_DIR=DIR \
+      [--split=validation | --input_file=FILE | --prompt=TEXT] [--mode=predict|score] \
+      [--method=greedy|sample|beam --beam_size=4 --alpha=0.6 --temperature=0.8 \
+       --top_k=40 --top_p=0.95 --seed=0] [--checkpoint=latest|STEP] \
+      [--batch_size=N] [--max_examples=N] [--output=FILE]
+
+The same gin files as the training run; the latest (or a given) checkpoint is restored
+and the model's own ``predict_batch`` / ``score_batch`` (``models/base.py``) run:
+
+* **translation** (``models.transformer``): beam 4 (alpha 0.6, at most input length +
+  ``--extra_length``) translations of every source of a split, scored with sacrebleu
+  (``MODEL_DIR/decode_<split>/hypotheses.txt`` and ``bleu.json``, with the BLEU of copying
+  the source beside it), or of every line of ``--input_file``;
+* **language model** (``models.gpt``): ``--num_samples`` continuations (sampling by
+  default) of ``--prompt``, or one of each line of ``--input_file``;
+* **fine-tuned heads** (``models.bert``): the label, value, answer or tags of every example
+  of a split, scored with the task's metric (``pretrain_lm.evaluation``);
+* **any other model** (the taggers ...): ``predict_batch`` of every example of a split
+  (tag ids named by the model's tag set);
+* ``--mode=score``: ``score_batch``, each example's log-likelihood of its targets (and the
+  perplexity where the targets are tokens).
+
+Per-example outputs go to ``MODEL_DIR/infer_<split>/predictions.jsonl`` (or ``--output``)
+with the summary in ``metrics.json`` beside it. ``python -m pretrain_lm.decode`` and
+``python -m pretrain_lm.generate`` are this command under their old names.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Mapping
+from typing import TYPE_CHECKING, Any
+
+import gin
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+from tqdm import tqdm
+
+from pretrain_lm import gin_utils
+
+if TYPE_CHECKING:
+    from pretrain_lm.partitioning import Partitioner
+
+_GIN = gin_utils.define_gin_flags()
+_CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "latest or a step number.")
+_MODE = flags.DEFINE_enum("mode", "predict", ["predict", "score"],
+                          "predict_batch outputs, or score_batch log-likelihoods.")
+_SPLIT = flags.DEFINE_string("split", "validation", "seqio split to run on.")
+_INPUT_FILE = flags.DEFINE_string(
+    "input_file", None, "One input per line instead of a split: sources to translate or "
+    "prompts to continue.")
+_PROMPT = flags.DEFINE_string("prompt", None, "A language model's prompt ('' = from the "
+                              "start id).")
+_OUTPUT = flags.DEFINE_string("output", None, "Output file (default under MODEL_DIR).")
+_METHOD = flags.DEFINE_enum("method", None, ["greedy", "sample", "beam"],
+                            "Decoder (default: beam to translate, sample to continue).")
+_BEAM = flags.DEFINE_integer("beam_size", 4, "Beam size.")
+_ALPHA = flags.DEFINE_float("alpha", 0.6, "GNMT length-penalty alpha.")
+_TEMPERATURE = flags.DEFINE_float("temperature", 0.8, "Sampling temperature.")
+_TOP_K = flags.DEFINE_integer("top_k", 40, "Sampling top-k (0: off).")
+_TOP_P = flags.DEFINE_float("top_p", 0.95, "Sampling nucleus top-p (1: off).")
+_SEED = flags.DEFINE_integer("seed", 0, "Sampling seed.")
+_NUM_SAMPLES = flags.DEFINE_integer("num_samples", 3, "Continuations of --prompt.")
+_MAX_NEW = flags.DEFINE_integer("max_new_tokens", 60, "Most ids generated after a prompt.")
+_EXTRA = flags.DEFINE_integer("extra_length", 50, "Translate at most input length + this.")
+_BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
+_LIMIT = flags.DEFINE_integer("max_examples", None, "Only the first N examples.")
+
+
+# ----------------------------------------------------------------------------- restoring
+
+
+def run_partitioner() -> Partitioner:
+    """The run's ``trainer.train.partitioner`` from gin (its mesh file), else all devices."""
+    from pretrain_lm.partitioning import Partitioner
+
+    try:
+        return gin.query_parameter("trainer.train.partitioner").scoped_configurable_fn()
+    except ValueError:
+        return Partitioner()
+
+
+def restore_params(model: Any, model_dir: str, checkpoint: str | int = "latest",
+                   partitioner: Partitioner | None = None, task: str | None = None
+                   ) -> tuple[Any, int]:
+    """The parameters of the latest (or a given) checkpoint of ``model_dir`` and its step,
+    laid out on ``partitioner``'s mesh (default: every device on ``data``); with ``task``,
+    after checking that the checkpoint was trained on that task's vocabulary."""
+    import tasks
+    from pretrain_lm.checkpoints import Checkpointer, abstract_params
+    from pretrain_lm.partitioning import Partitioner
+
+    source = Checkpointer(model_dir, read_only=True, async_save=False)
+    steps = sorted(source.manager.all_steps())
+    if not steps:
+        raise FileNotFoundError(f"No checkpoints in {source.directory}; train first.")
+    step = steps[-1] if str(checkpoint) == "latest" else int(checkpoint)
+    if step not in steps:
+        raise FileNotFoundError(f"No checkpoint of step {step} in {source.directory} "
+                                f"(it holds {steps}).")
+    abstract = abstract_params(model, partitioner or Partitioner())
+    vocabulary = tasks.vocabulary_record(task) if task else None
+    return source.restore_params(step, abstract, vocabulary), step
+
+
+# ----------------------------------------------------------------------------- any model
+
+
+def eval_feature_lengths() -> dict[str, int]:
+    """The feature lengths of the run's evaluation data (``trainer.train.eval_data``)."""
+    try:
+        config = gin.query_parameter("trainer.train.eval_data").scoped_configurable_fn()
+    except ValueError:
+        return {}
+    return dict(config.feature_lengths)
+
+
+def split_batches(model: Any, task: str, split: str, *, batch_size: int,
+                  feature_lengths: Mapping[str, int], max_examples: int | None = None
+                  ) -> Iterator[tuple[dict[str, np.ndarray], np.ndarray]]:
+    """Every example of ``split`` once, in the model's input format: ``(batch, real)``
+    with ``real`` marking the rows that hold an example (the last batch is padded with
+    all-zero rows)."""
+    import tasks
+
+    ds = tasks.get_dataset(task, split=split, batch_size=batch_size, seed=0, shuffle=False,
+                           num_epochs=1, input_format=model.input_format, **feature_lengths)
+    seen = 0
+    for batch in ds.as_numpy_iterator():
+        real = np.zeros((batch_size,), bool)
+        for value in batch.values():
+            real |= np.any(value.reshape(batch_size, -1) != 0, axis=1)
+        if max_examples is not None:
+            real &= np.cumsum(real) + seen <= max_examples
+        seen += int(real.sum())
+        yield batch, real
+        if max_examples is not None and seen >= max_examples:
+            return
+
+
+def score_split(model: Any, params: Any, task: str, split: str, *, batch_size: int,
+                feature_lengths: Mapping[str, int], max_examples: int | None = None,
+                progress: bool = True) -> tuple[list[dict[str, float]], dict[str, float]]:
+    """``score_batch`` of every example: ``([{"log_likelihood", "tokens"?}], summary)``;
+    the summary holds the mean log-likelihood and, for token targets
+    (``decoder_loss_weights``), ``exp(-sum / tokens)``: the perplexity."""
+    score = jax.jit(model.score_batch)
+    rows: list[dict[str, float]] = []
+    for batch, real in tqdm(split_batches(model, task, split, batch_size=batch_size,
+                                          feature_lengths=feature_lengths,
+                                          max_examples=max_examples),
+                            desc=f"score {task}/{split}", unit="batch", disable=not progress):
+        values = np.asarray(score(params, batch))
+        weights = batch.get("decoder_loss_weights")
+        for row in np.flatnonzero(real):
+            record = {"log_likelihood": float(values[row])}
+            if weights is not None:
+                record["tokens"] = float(weights[row].sum())
+            rows.append(record)
+    if not rows:
+        raise ValueError(f"Split {split!r} of task {task!r} holds no examples.")
+    total = sum(r["log_likelihood"] for r in rows)
+    summary = {"examples": float(len(rows)), "mean_log_likelihood": total / len(rows)}
+    tokens = sum(r.get("tokens", 0.0) for r in rows)
+    if tokens:
+        summary.update(tokens=tokens, nll=-total / tokens,
+                       perplexity=float(np.exp(min(-total / tokens, 88.0))))
+    return rows, summary
+
+
+def predict_split(model: Any, params: Any, task: str, split: str, *, batch_size: int,
+                  feature_lengths: Mapping[str, int], max_examples: int | None = None,
+                  progress: bool = True, **decode_options: Any) -> list[dict[str, Any]]:
+    """``predict_batch`` of every example, one record per example (tag ids named by the
+    model's ``tag_names`` and cut to the sentence's words)."""
+    predict = jax.jit(functools.partial(model.predict_batch, **decode_options))
+    tag_names = getattr(model, "tag_names", None)
+    records: list[dict[str, Any]] = []
+    for batch, real in tqdm(split_batches(model, task, split, batch_size=batch_size,
+                                          feature_lengths=feature_lengths,
+                                          max_examples=max_examples),
+                            desc=f"predict {task}/{split}", unit="batch",
+                            disable=not progress):
+        outputs = jax.device_get(predict(params, batch))
+        for row in np.flatnonzero(real):
+            record = {k: np.asarray(v[row]).tolist() for k, v in outputs.items()}
+            if "tags" in outputs and tag_names and "token_ids" in batch:
+                words = int((batch["token_ids"][row] > 0).sum())
+                record["tags"] = [tag_names[t] for t in outputs["tags"][row][:words]]
+            records.append(record)
+    return records
+
+
+# ----------------------------------------------------------------------------- language model
+
+
+@functools.lru_cache(maxsize=16)
+def make_generate_fn(model: Any, *, method: str = "sample", num_samples: int = 1,
+                     max_length: int = 64, eos_id: int = 1, temperature: float = 1.0,
+                     top_k: int = 0, top_p: float = 1.0, beam_size: int = 4,
+                     alpha: float = 0.6) -> Callable[..., jax.Array]:
+    """A jitted ``(params, prompt int32[max_length], rng) -> tokens`` (``model.predict_batch``
+    on the prompt, right-padded with 0).
+
+    ``tokens`` is ``int32[num_samples, max_length]`` (greedy: identical rows; beam: the
+    best ``num_samples <= beam_size`` beams), the prompt's ids first, then the generated
+    ones, EOS included, 0 after it. One compilation serves every prompt of that length
+    budget; the functions are cached per model and options.
+    """
+    if method not in ("sample", "greedy", "beam"):
+        raise ValueError(f"method must be 'sample', 'greedy' or 'beam', got {method!r}.")
+    if method == "beam" and num_samples > beam_size:
+        raise ValueError(f"num_samples={num_samples} > beam_size={beam_size}: beam search "
+                         "returns at most beam_size sequences.")
+    rows = 1 if method == "beam" else num_samples
+
+    def generate_fn(params: Any, prompt: jax.Array, rng: jax.Array) -> jax.Array:
+        batch = {"prompt_tokens": jnp.tile(prompt[None, :], (rows, 1))}
+        out = model.predict_batch(params, batch, method=method, max_length=max_length,
+                                  eos_id=eos_id, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, beam_size=beam_size, alpha=alpha, rng=rng)
+        return out["beams"][0, :num_samples] if method == "beam" else out["tokens"]
+
+    return jax.jit(generate_fn)
+
+
+def cut_at_eos(ids: Any, eos_id: int) -> list[int]:
+    """The ids before the first EOS (and without padding)."""
+    ids = [int(t) for t in ids]
+    ids = ids[:ids.index(eos_id)] if eos_id in ids else ids
+    return [t for t in ids if t > 0]
+
+
+def generate(model: Any, params: Any, vocab: Any, prompt: str, *, num_samples: int = 3,
+             max_new_tokens: int = 60, method: str = "sample", seed: int = 0,
+             **options: Any) -> tuple[list[list[int]], list[str]]:
+    """Continuations of ``prompt``: the id sequences (prompt first, cut at EOS) and their
+    detokenised texts. ``options``: temperature, top_k, top_p, beam_size, alpha. The
+    prompt + ``max_new_tokens`` must fit the model's positions (``MAX_LENGTH``)."""
+    prompt_ids = [int(t) for t in vocab.encode(prompt)] if prompt else []
+    max_length = len(prompt_ids) + max_new_tokens
+    positions = model.config.max_length
+    if max_length > positions:
+        raise ValueError(
+            f"The prompt ({len(prompt_ids)} ids) + max_new_tokens={max_new_tokens} = "
+            f"{max_length} positions exceed the model's {positions} (MAX_LENGTH); give a "
+            f"shorter prompt or at most {max(positions - len(prompt_ids), 0)} new tokens.")
+    if max_length > model.max_length:
+        logging.warning("Generating up to position %d: the model was trained on %d-id "
+                        "chunks (TARGETS_LENGTH); positions past that are untrained.",
+                        max_length, model.max_length)
+    fn = make_generate_fn(model, method=method, num_samples=num_samples,
+                          max_length=max_length, eos_id=vocab.eos_id, **options)
+    padded = np.zeros((max_length,), np.int32)
+    padded[:len(prompt_ids)] = prompt_ids
+    tokens = np.asarray(fn(params, jnp.asarray(padded), jax.random.key(seed)))
+    ids = [cut_at_eos(row, vocab.eos_id) for row in tokens]
+    return ids, [vocab.decode(row) for row in ids]
+
+
+def perplexity(model: Any, params: Any, task: str, split: str = "validation", *,
+               batch_size: int = 32, targets_length: int | None = None,
+               partitioner: Partitioner | None = None) -> dict[str, float]:
+    """``exp(mean NLL)`` of every target id of a split (one pass, nothing dropped), from
+    the model's loss metrics; the batches are split over ``partitioner``'s ``data`` axis
+    (default: every device). The trainer's ``eval/perplexity`` with ``EVAL_STEPS = None``."""
+    import tasks
+    from pretrain_lm.partitioning import Partitioner
+
+    partitioner = partitioner or Partitioner()
+    batch_size += -batch_size % partitioner.data_size
+    sharding = partitioner.batch_sharding()
+    ds = tasks.get_dataset(task, split=split, targets_length=targets_length or model.max_length,
+                           batch_size=batch_size, seed=0, shuffle=False, num_epochs=1)
+    with partitioner.context():
+        loss = jax.jit(lambda p, b: model.loss(p, b, rng=None, train=False)[1],
+                       out_shardings=partitioner.replicated())
+        totals = {"nll": 0.0, "count": 0.0, "correct": 0.0}
+        for batch in ds.as_numpy_iterator():
+            device_batch = {k: jax.make_array_from_callback(v.shape, sharding,
+                                                            lambda i, v=v: v[i])
+                            for k, v in batch.items()}
+            metrics = jax.device_get(loss(params, device_batch))
+            totals["nll"] += float(metrics["nll"][0])
+            totals["count"] += float(metrics["nll"][1])
+            totals["correct"] += float(metrics["token_accuracy"][0])
+    count = totals["count"]
+    if not count:
+        raise ValueError(f"Split {split!r} of task {task!r} holds no tokens.")
+    return {"perplexity": float(np.exp(totals["nll"] / count)), "nll": totals["nll"] / count,
+            "token_accuracy": totals["correct"] / count, "tokens": int(count)}
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _write(path: str, records: list[dict[str, Any]], summary: dict[str, Any]) -> None:
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path, "w", encoding="utf-8") as f:
+        for record in records:
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with open(os.path.join(os.path.dirname(os.path.abspath(path)), "metrics.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps(summary, indent=1))
+    print(f"predictions: {path}")
+
+
+def _read_lines(path: str) -> list[str]:
+    with open(path, encoding="utf-8") as f:
+        return [line.rstrip("\n") for line in f]
+
+
+def _translate(model: Any, params: Any, task: str, step: int, model_dir: str) -> None:
+    import tasks
+    from pretrain_lm.mt import bleu, split_sources_and_references, translate_all
+
+    vocab = tasks.get_vocabulary(task)
+    if _INPUT_FILE.value:
+        sources, references, name = _read_lines(_INPUT_FILE.value), None, "file"
+    else:
+        sources, references = split_sources_and_references(task, _SPLIT.value)
+        name = _SPLIT.value
+    if _LIMIT.value:
+        sources = sources[:_LIMIT.value]
+        references = references[:_LIMIT.value] if references else None
+    method = _METHOD.value or "beam"
+    inputs_length = model.max_source_length
+    max_length = min(inputs_length + _EXTRA.value, model.config.max_length)
+    start = time.perf_counter()
+    hypotheses, counts = translate_all(
+        model, params, vocab, sources, inputs_length=inputs_length,
+        batch_size=_BATCH.value, method=method, beam_size=_BEAM.value, alpha=_ALPHA.value,
+        max_length=max_length, eos_id=vocab.eos_id, temperature=_TEMPERATURE.value,
+        top_k=_TOP_K.value, top_p=_TOP_P.value)
+    seconds = time.perf_counter() - start
+    out_dir = os.path.join(model_dir, f"decode_{name}")
+    os.makedirs(out_dir, exist_ok=True)
+    output = _OUTPUT.value or os.path.join(out_dir, "hypotheses.txt")
+    with open(output, "w", encoding="utf-8") as f:
+        f.write("\n".join(hypotheses) + "\n")
+    result: dict[str, Any] = {"step": step, "method": method, "beam_size": _BEAM.value,
+                              "alpha": _ALPHA.value, "seconds": seconds, **counts}
+    if references is not None:
+        result.update(bleu(hypotheses, references, sources))
+        print(f"BLEU {result['bleu']:.2f} ({result['signature']}); copy-the-source BLEU "
+              f"{result['copy_source_bleu']:.2f}; chrF {result['chrf']:.2f}; "
+              f"{len(hypotheses)} sentences in {seconds:.0f} s")
+        with open(os.path.join(out_dir, "bleu.json"), "w") as f:
+            json.dump(result, f, indent=1)
+    print(f"hypotheses: {output}")
+
+
+def _continue(model: Any, params: Any, task: str, step: int) -> None:
+    import tasks
+
+    vocab = tasks.get_vocabulary(task)
+    method = _METHOD.value or "sample"
+    options = dict(method=method, max_new_tokens=_MAX_NEW.value, seed=_SEED.value,
+                   temperature=_TEMPERATURE.value, top_k=_TOP_K.value, top_p=_TOP_P.value,
+                   beam_size=_BEAM.value, alpha=_ALPHA.value)
+    start = time.perf_counter()
+    if _INPUT_FILE.value:
+        prompts = _read_lines(_INPUT_FILE.value)[:_LIMIT.value]
+        records = []
+        for prompt in tqdm(prompts, desc="generate", unit="prompt"):
+            _, texts = generate(model, params, vocab, prompt, num_samples=1, **options)
+            records.append({"prompt": prompt, "continuation": texts[0]})
+        output = _OUTPUT.value or os.path.join(gin_utils.macro("MODEL_DIR"), "infer_file",
+                                                "predictions.jsonl")
+        _write(output, records, {"step": step, "method": method, "prompts": len(records),
+                                 "seconds": time.perf_counter() - start})
+        return
+    _, texts = generate(model, params, vocab, _PROMPT.value or "",
+                        num_samples=_NUM_SAMPLES.value, **options)
+    print(f"step {step}, {method}, {time.perf_counter() - start:.1f} s")
+    for i, text in enumerate(texts):
+        print(f"--- {i + 1}\n{text}")
+
+
+def main(argv: list[str]) -> None:
+    gin_utils.start(argv, _GIN)
+    from models.base import AutoregressiveDecoding
+    from models.bert import BertFineTuningModel
+    from pretrain_lm.checkpoints import CheckpointMismatchError
+
+    model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+    task = gin_utils.macro("MIXTURE_OR_TASK_NAME")
+    model_dir = gin_utils.macro("MODEL_DIR")
+    generative = isinstance(model, AutoregressiveDecoding)
+    try:
+        if _MODE.value == "predict" and isinstance(model, BertFineTuningModel):
+            from pretrain_lm import evaluation  # restores the model state, writes the table
+
+            evaluation.evaluate_checkpoints(model=model, model_dir=model_dir, tasks=[task],
+                                            split=_SPLIT.value, checkpoint=_CHECKPOINT.value,
+                                            batch_size=_BATCH.value)
+            return
+        partitioner = run_partitioner()
+        params, step = restore_params(model, model_dir, _CHECKPOINT.value, partitioner, task)
+        if _MODE.value == "predict" and generative and model.input_format == "seq2seq":
+            _translate(model, params, task, step, model_dir)
+            return
+        if _MODE.value == "predict" and generative and (
+                _INPUT_FILE.value or _PROMPT.value is not None):
+            _continue(model, params, task, step)
+            return
+        if _MODE.value == "predict" and generative:
+            raise ValueError("A language model continues a prompt: give --prompt=TEXT or "
+                             "--input_file=PROMPTS, or score a split with --mode=score.")
+        if _INPUT_FILE.value or _PROMPT.value is not None:
+            raise ValueError(f"--input_file / --prompt: {type(model).__name__} reads a "
+                             "split (--split=...) in --mode=predict; files are for "
+                             "translation and language models.")
+        lengths = eval_feature_lengths()
+        common = dict(batch_size=_BATCH.value, feature_lengths=lengths,
+                      max_examples=_LIMIT.value)
+        output = _OUTPUT.value or os.path.join(model_dir, f"infer_{_SPLIT.value}",
+                                               f"{_MODE.value}.jsonl")
+        if _MODE.value == "score":
+            records, summary = score_split(model, params, task, _SPLIT.value, **common)
+        else:
+            options = {}
+            if generative:
+                options = dict(method=_METHOD.value or "greedy", beam_size=_BEAM.value,
+                               alpha=_ALPHA.value, temperature=_TEMPERATURE.value,
+                               top_k=_TOP_K.value, top_p=_TOP_P.value,
+                               rng=jax.random.key(_SEED.value))
+            records = predict_split(model, params, task, _SPLIT.value, **common, **options)
+            summary = {"examples": len(records)}
+    except (FileNotFoundError, ValueError, NotImplementedError,
+            CheckpointMismatchError) as e:
+        sys.exit(f"error: {gin_utils.without_gin_context(e)}")
+    _write(output, records, {"step": step, "task": task, "split": _SPLIT.value, **summary})
+
+
+if __name__ == "__main__":
+    app.run(main, argv=gin_utils.main_argv())
