@@ -23,7 +23,7 @@ demo: install
 	  --gin_file=gin_configs/demo/bert_tiny_austen.gin \
 	  --gin.MODEL_DIR=$(MODEL_DIR) \
 	  --results_json=$(MODEL_DIR)/results.json
-	$(PY) -m pretrain_lm.plots --model_dir=$(MODEL_DIR)
+	$(PY) -m pretrain_lm.tools.plots --model_dir=$(MODEL_DIR)
 
 finetune-demo: install
 	$(PY) -m pretrain_lm.train \
@@ -34,7 +34,7 @@ finetune-demo: install
 	  --gin.MODEL_DIR=$(FINETUNE_DIR) --split=test
 
 reproduce-demo: install   # every paper table at demo scale -> results/reproduce/demo (hours)
-	$(PY) -m pretrain_lm.reproduce --all --scale=demo
+	$(PY) -m pretrain_lm.tools.reproduce --all --scale=demo
 
 test: install
 	$(PY) -m pytest -q --durations=15 tests

@@ -192,7 +192,7 @@ def ours_translator(hf_model: Any, source_length: int, max_new: int, beam: int,
     """Source ids -> best hypotheses, through jitted encode + ``decoding.beam_search`` with
     the weights converted from ``hf_model``."""
     from models import decoding, transformer
-    from pretrain_lm import interop_transformer
+    from pretrain_lm.tools import interop_transformer
 
     config = our_config(0.0)
     state = {k: v.detach().numpy() for k, v in hf_model.state_dict().items()}

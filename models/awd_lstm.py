@@ -19,7 +19,7 @@ ULMFiT's backward models are these same networks on documents read right to left
 direction lives in the data (``DataConfig.reverse``: reversed BPTT streams for the LM, each
 document's ids reversed with the padding at the end for the classifier), so the models
 need no option, and the run records it (``vocabulary.json``) so that a backward classifier
-cannot start from a forward LM. ``pretrain_lm.ensemble`` averages the class probabilities
+cannot start from a forward LM. ``pretrain_lm.tools.ensemble`` averages the class probabilities
 of the forward and backward classifiers (``predict_with_state``).
 """
 
@@ -371,7 +371,7 @@ class AWDLSTMClassifier(Model):
     def predict_with_state(self, params: dict, state: dict, batch: Batch
                            ) -> dict[str, Array]:
         """``{"logits": [batch, num_classes]}`` in evaluation mode (the batch statistics of
-        ``state``); ``pretrain_lm.ensemble`` averages their softmax over runs."""
+        ``state``); ``pretrain_lm.tools.ensemble`` averages their softmax over runs."""
         return {"logits": self.logits(params, state, batch, rng=None, train=False)[0]}
 
     def loss(self, params: dict, batch: Batch, *, rng: Array | None,

@@ -99,6 +99,14 @@ class Model(abc.ABC):
         del params, batch
         raise NotImplementedError(f"{type(self).__name__} does not score examples.")
 
+    def contextual_vectors(self, params: dict, batch: Batch) -> dict[str, Array]:
+        """Each layer's representation ``[batch, positions, dim]`` of every input position,
+        lowest layer first, no dropout: what users of ELMo, CoVe and BERT extract for their
+        own text (``python -m pretrain_lm.infer --mode=vectors``). Jit-compatible."""
+        del params, batch
+        raise NotImplementedError(f"{type(self).__name__} gives no contextual vectors; the "
+                                  "BERT, ELMo and CoVe models do.")
+
     def predict_with_state(self, params: dict, state: dict, batch: Batch
                            ) -> dict[str, Array]:
         """``predict_batch`` from the params and the model state the run checkpointed

@@ -134,6 +134,17 @@ class BertEncoder(nn.Module):
         return self.embeddings.attend(x)
 
 
+def encoder_layers(config: BertConfig, params: dict, batch: Batch) -> dict[str, Array]:
+    """``{"embeddings", "layer_1", ..., "layer_N"}``: the encoder's output after the
+    embeddings and after each block ``[b, l, hidden]`` for ``input_ids`` / ``segment_ids`` /
+    ``input_mask`` (``params``: a pretraining or fine-tuning model's, whose ``bert``
+    subtree is the encoder), in evaluation mode."""
+    hidden, _ = BertEncoder(config).apply(
+        {"params": params["bert"]}, batch["input_ids"], batch["segment_ids"],
+        batch["input_mask"], deterministic=True, return_all_layers=True)
+    return {"embeddings": hidden[0], **{f"layer_{i}": h for i, h in enumerate(hidden[1:], 1)}}
+
+
 class MaskedLMHead(nn.Module):
     """dense + activation + LayerNorm, then the tied embedding plus an output bias."""
 
@@ -236,6 +247,10 @@ class BertPretrainingModel(Model):
             {"params": params}, batch["input_ids"], batch["segment_ids"],
             batch["input_mask"], batch["masked_lm_positions"], deterministic=not train,
             rngs={"dropout": rng} if train else None)
+
+    def contextual_vectors(self, params: dict, batch: Batch) -> dict[str, Array]:
+        """Every encoder layer per wordpiece (``encoder_layers``)."""
+        return encoder_layers(self.config, params, batch)
 
     def loss(self, params: dict, batch: Batch, *, rng: Array | None,
              train: bool) -> tuple[Array, Metrics]:
@@ -412,6 +427,10 @@ class BertFineTuningModel(Model):
             {"params": params}, batch["input_ids"], batch["segment_ids"],
             batch["input_mask"], deterministic=not train,
             rngs={"dropout": rng} if train else None)
+
+    def contextual_vectors(self, params: dict, batch: Batch) -> dict[str, Array]:
+        """Every encoder layer per wordpiece (``encoder_layers``)."""
+        return encoder_layers(self.config, params, batch)
 
     def loss(self, params: dict, batch: Batch, *, rng: Array | None,
              train: bool) -> tuple[Array, Metrics]:

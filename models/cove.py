@@ -288,6 +288,15 @@ class CoVeTranslationModel(Seq2SeqObjective):
                                   deterministic=not train,
                                   rngs={"dropout": rng} if train and rng is not None else None)
 
+    def contextual_vectors(self, params: dict, batch: Batch) -> dict[str, Array]:
+        """``{"glove", "cove", "glove_cove"}`` per source word: the fixed word vectors, the
+        MT-LSTM's states and their concatenation ``[GloVe; CoVe]``, what McCann et al.
+        feed a downstream model."""
+        ids = batch["encoder_input_tokens"]
+        glove, cove = self.source_vectors(ids), self.encode(params, ids)
+        return {"glove": glove, "cove": cove,
+                "glove_cove": jnp.concatenate([glove, cove], axis=-1)}
+
     def encode(self, params: dict, source_ids: Array) -> Array:
         """CoVe vectors ``[b, s, 2 * hidden]`` of source word ids (no dropout)."""
         return CoVeEncoder(self.config).apply({"params": params["cove"]},

@@ -465,6 +465,18 @@ class ELMoLanguageModel(Model):
         metrics["loss"] = (loss, jnp.ones(()))
         return loss, metrics
 
+    def contextual_vectors(self, params: dict, batch: Batch) -> dict[str, Array]:
+        """``{"layer_0", ..., "layer_L"}`` ``[b, words, 2 * projection_dim]``: the token
+        vector (twice) and each biLSTM layer's ``[forward; backward]`` states, the layers
+        a scalar mix combines, for ``char_ids`` of the words alone: ``<S>`` and ``</S>``
+        are added around each sentence and their positions removed after, as AllenNLP's
+        ``elmo`` command does."""
+        char_ids = batch["char_ids"]
+        wrapped = add_sentence_boundaries(char_ids, token_mask(char_ids))
+        activations, mask = elmo_representations(params, wrapped, self.config)
+        activations, _ = remove_sentence_boundaries(activations, mask)
+        return {f"layer_{i}": a for i, a in enumerate(activations)}
+
     def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
         """``perplexity`` (both directions), ``forward_perplexity``, ``backward_perplexity``."""
         out = {}

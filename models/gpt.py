@@ -3,7 +3,7 @@
 The ``Decoder`` of ``models/transformer.py`` without encoder-decoder attention: learned
 positions, pre-LN blocks with a final LayerNorm, GELU (tanh form, as GPT-2), causal
 self-attention, and the softmax tied to the token embedding. Weights convert one-to-one
-from HuggingFace ``GPT2LMHeadModel`` (``pretrain_lm/interop_transformer.py``). Sizes:
+from HuggingFace ``GPT2LMHeadModel`` (``pretrain_lm/tools/interop_transformer.py``). Sizes:
 ``gin_configs/models/gpt/`` (tiny ... 124M).
 """
 

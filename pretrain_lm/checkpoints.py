@@ -460,6 +460,44 @@ class Checkpointer:
 VOCABULARY_FILE = "vocabulary.json"
 
 
+def read_params(checkpoint: str | os.PathLike) -> dict:
+    """The params of a ``pretrain_lm.train`` checkpoint as numpy arrays (no optimizer).
+
+    ``checkpoint`` is a model dir (its latest step) or a step dir
+    (``MODEL_DIR/checkpoints/STEP``). Only the params are read, so neither the optimizer
+    nor the device mesh of the run needs to be known.
+    """
+    path = epath.Path(os.path.abspath(os.fspath(checkpoint)))
+    step = None
+    if path.name.isdigit() and path.parent.name == "checkpoints":
+        step, path = int(path.name), path.parent.parent
+    if not (path / "checkpoints").exists():
+        raise FileNotFoundError(
+            f"No checkpoints under {os.fspath(checkpoint)!r}: give a model dir (holding "
+            "checkpoints/) or a step dir (MODEL_DIR/checkpoints/STEP).")
+    manager = ocp.CheckpointManager(
+        path / "checkpoints", options=ocp.CheckpointManagerOptions(read_only=True, create=False),
+        item_handlers={"state": ocp.PyTreeCheckpointHandler()})
+    try:
+        steps = sorted(manager.all_steps())
+        step = manager.latest_step() if step is None else step
+        if step is None or step not in steps:
+            raise FileNotFoundError(
+                f"No checkpoint step {step} in {path / 'checkpoints'}; it holds steps {steps}.")
+        stored = manager.item_metadata(step)["state"]
+        stored = getattr(stored, "tree", stored)["params"]
+        abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), stored)
+        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
+                                    abstract)
+        restored = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.PyTreeRestore(item={"params": abstract},
+                                         restore_args={"params": restore_args},
+                                         partial_restore=True)))
+    finally:
+        manager.close()
+    return jax.tree.map(np.ascontiguousarray, restored["state"]["params"])
+
+
 def record_vocabulary(model_dir: str, record: dict[str, Any]) -> None:
     """Writes the run's vocabulary record (``tasks.vocabulary_record``) beside its
     checkpoints, or, when resuming, refuses a vocabulary other than the recorded one."""
@@ -504,7 +542,7 @@ def check_vocabulary(model_dir: str, record: dict[str, Any]) -> None:
             f"start from (or be evaluated as) a {want} run. Point at a {want} run's model dir, "
             f"or read {have}: DataConfig.reverse = {have == 'backward'} (ULMFiT gin files: "
             f"--gin.BACKWARD={have == 'backward'}; a backward run is evaluated with "
-            "python -m pretrain_lm.ensemble, which reads each run's own direction).")
+            "python -m pretrain_lm.tools.ensemble, which reads each run's own direction).")
 
 
 def _ignore_late_read_callbacks() -> None:

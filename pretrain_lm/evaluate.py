@@ -7,7 +7,7 @@ r"""Evaluate fine-tuned checkpoints from gin files (see ``pretrain_lm/evaluation
 
 Uses the same gin files as the fine-tuning run; prints and writes the results table.
 Params and model state are restored (``Model.predict_with_state``). ULMFiT classifiers,
-backward runs and ensembles of runs: ``python -m pretrain_lm.ensemble --model_dir=RUN ...``
+backward runs and ensembles of runs: ``python -m pretrain_lm.tools.ensemble --model_dir=RUN ...``
 (each run rebuilt from its own ``config.gin``).
 """
 
@@ -20,27 +20,16 @@ from typing import Any
 import gin
 from absl import app, flags
 
-from pretrain_lm import gin_utils, host
+from pretrain_lm import gin_utils
 
-_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "gin config files (in order).")
-_GIN_BINDINGS = flags.DEFINE_multi_string(
-    "gin_bindings", [], "Extra gin bindings; --gin.KEY=VALUE is rewritten to these.")
-_GIN_SEARCH_PATHS = flags.DEFINE_list(
-    "gin_search_paths", list(gin_utils.DEFAULT_SEARCH_PATHS), "Where gin files are looked up.")
+_GIN = gin_utils.define_gin_flags()
 _CHECKPOINT = flags.DEFINE_string("checkpoint", None, "latest, all, or a step number.")
 _TASKS = flags.DEFINE_list("tasks", None, "Tasks or mixtures (default: the run's task).")
 _SPLIT = flags.DEFINE_string("split", None, "Split to evaluate (default: the run's).")
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    host.keep_freed_memory()
-    gin_utils.quiet_library_logs()
-    try:
-        gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value, _GIN_SEARCH_PATHS.value)
-    except gin_utils.GinConfigError as e:
-        sys.exit(f"error: {e}")
+    gin_utils.start(argv, _GIN)
     overrides: dict[str, Any] = {}
     if _CHECKPOINT.value:
         overrides["checkpoint"] = _CHECKPOINT.value

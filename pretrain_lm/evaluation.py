@@ -21,7 +21,7 @@ The params and the model state (``Model.init_state``: the AWD-LSTM classifier's 
 statistics) are restored and predictions come from ``Model.predict_with_state``, so a
 stateful classifier scores as trained. The examples are read forward: a backward run
 (``DataConfig.reverse``) is refused by its vocabulary record; score it, alone or with
-others, with ``python -m pretrain_lm.ensemble``, which reads each run's own data config.
+others, with ``python -m pretrain_lm.tools.ensemble``, which reads each run's own data config.
 """
 
 from __future__ import annotations

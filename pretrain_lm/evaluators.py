@@ -16,7 +16,7 @@ split, every ``eval_every`` steps (and at step 0 and at the end), with the same 
 
 Each returns ``{"<task>/<metric>": value}``; the trainer writes them with its own
 evaluation to TensorBoard (``eval/``), ``eval/metrics.jsonl`` and the run's results. Plot
-them beside the loss with ``python -m pretrain_lm.plots --model_dir=RUN
+them beside the loss with ``python -m pretrain_lm.tools.plots --model_dir=RUN
 --metrics=perplexity,translate_en_de_debian_l10n/bleu`` (the demo MT run's names).
 
 ``Bleu`` decodes in one process (as ``pretrain_lm.infer`` does); ``TaskMetrics`` runs on

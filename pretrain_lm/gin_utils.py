@@ -141,7 +141,7 @@ def macro(name: str, default: object = None) -> object:
 
 def write_config(model_dir: str) -> str:
     """Writes the parsed gin config to ``model_dir/config.gin`` (what rebuilds the run:
-    ``pretrain_lm.ensemble``, ``pretrain_lm.interop`` export); returns the path."""
+    ``pretrain_lm.tools.ensemble``, ``pretrain_lm.tools.interop`` export); returns the path."""
     os.makedirs(model_dir, exist_ok=True)
     path = os.path.join(model_dir, "config.gin")
     with open(path, "w") as f:

@@ -20,7 +20,15 @@ and the model's own ``predict_batch`` / ``score_batch`` (``models/base.py``) run
 * **any other model** (the taggers ...): ``predict_batch`` of every example of a split
   (tag ids named by the model's tag set);
 * ``--mode=score``: ``score_batch``, each example's log-likelihood of its targets (and the
-  perplexity where the targets are tokens).
+  perplexity where the targets are tokens);
+* ``--mode=vectors``: contextual word vectors of ``--input_file`` (one sentence per line,
+  words separated by spaces), as BERT's ``extract_features.py``, AllenNLP's ``elmo``
+  command and CoVe users make them: every layer of BERT (``embeddings``, ``layer_1`` ...;
+  a word's vector from its first wordpiece or the mean of its pieces, ``--word_pooling``),
+  of ELMo's biLM (``layer_0`` ... ``layer_L``) or CoVe's ``glove``, ``cove`` and
+  ``glove_cove`` (``[GloVe; CoVe]``); ``--layers`` picks some. Written to
+  ``MODEL_DIR/infer_file/vectors.npz`` (or ``--output``), key ``<layer>/<line index>``,
+  float32 ``[words, dim]``, aligned to the words of each line.
 
 Per-example outputs go to ``MODEL_DIR/infer_<split>/predictions.jsonl`` (or ``--output``)
 with the summary in ``metrics.json`` beside it. ``python -m pretrain_lm.decode`` and
@@ -29,6 +37,7 @@ with the summary in ``metrics.json`` beside it. ``python -m pretrain_lm.decode``
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -51,8 +60,14 @@ if TYPE_CHECKING:
 
 _GIN = gin_utils.define_gin_flags()
 _CHECKPOINT = flags.DEFINE_string("checkpoint", "latest", "latest or a step number.")
-_MODE = flags.DEFINE_enum("mode", "predict", ["predict", "score"],
-                          "predict_batch outputs, or score_batch log-likelihoods.")
+_MODE = flags.DEFINE_enum("mode", "predict", ["predict", "score", "vectors"],
+                          "predict_batch outputs, score_batch log-likelihoods, or the "
+                          "contextual vectors of each word of --input_file.")
+_POOLING = flags.DEFINE_enum("word_pooling", "first", ["first", "mean"],
+                             "--mode=vectors: a word's vector from its first piece or the "
+                             "mean of its pieces.")
+_LAYERS = flags.DEFINE_list("layers", None, "--mode=vectors: the layers to write "
+                            "(default: all).")
 _SPLIT = flags.DEFINE_string("split", "validation", "seqio split to run on.")
 _INPUT_FILE = flags.DEFINE_string(
     "input_file", None, "One input per line instead of a split: sources to translate or "
@@ -197,6 +212,136 @@ def predict_split(model: Any, params: Any, task: str, split: str, *, batch_size:
                 record["tags"] = [tag_names[t] for t in outputs["tags"][row][:words]]
             records.append(record)
     return records
+
+
+# ----------------------------------------------------------------------------- vectors
+
+
+@dataclasses.dataclass(frozen=True)
+class _TextInput:
+    """How words become a model's inputs: ``to_batch(rows)`` of ``width`` positions, each
+    row ``prefix + pieces + suffix``; ``pieces_of`` None: the row is the words themselves,
+    one position each."""
+
+    to_batch: Callable[[list[Any]], dict[str, np.ndarray]]
+    pieces_of: Callable[[str], list[int]] | None
+    width: int
+    prefix: tuple[int, ...] = ()
+    suffix: tuple[int, ...] = ()
+
+
+def _text_input(model: Any, task: str) -> _TextInput:
+    import tasks
+
+    if model.input_format in ("finetuning", "bert_pretraining"):  # BERT: [CLS] pieces [SEP]
+        vocab = tasks.get_vocabulary(task)
+        width = model.max_seq_length
+
+        def bert_batch(rows: list[list[int]]) -> dict[str, np.ndarray]:
+            ids = np.zeros((len(rows), width), np.int32)
+            for i, row in enumerate(rows):
+                ids[i, :len(row)] = row
+            return {"input_ids": ids, "segment_ids": np.zeros_like(ids),
+                    "input_mask": (ids > 0).astype(np.int32)}
+
+        def pieces(word: str) -> list[int]:
+            return [int(t) for t in vocab.encode(word)] or [vocab.unk_id]
+
+        return _TextInput(bert_batch, pieces, width, (vocab.cls_id,), (vocab.sep_id,))
+    if model.input_format == "word_level":  # ELMo: characters, one position per word
+        from models.characters import CharVocabulary
+
+        chars = CharVocabulary(model.config.max_characters_per_token)
+        width = model.max_length
+
+        def char_batch(rows: list[list[str]]) -> dict[str, np.ndarray]:
+            out = np.zeros((len(rows), width, chars.max_word_length), np.int32)
+            for i, words in enumerate(rows):
+                if words:
+                    out[i, :len(words)] = chars.encode_words(words)
+            return {"char_ids": out}
+
+        return _TextInput(char_batch, None, width)
+    if model.input_format == "seq2seq":  # CoVe: source word ids
+        vocab = tasks.get_provider(task).output_features["inputs"].vocabulary
+        width = model.max_source_length
+
+        def source_batch(rows: list[list[int]]) -> dict[str, np.ndarray]:
+            ids = np.zeros((len(rows), width), np.int32)
+            for i, row in enumerate(rows):
+                ids[i, :len(row)] = row
+            return {"encoder_input_tokens": ids}
+
+        def word_id(word: str) -> list[int]:
+            return [int(t) for t in vocab.encode(word)][:1] or [vocab.unk_id]
+
+        return _TextInput(source_batch, word_id, width)
+    raise ValueError(f"{type(model).__name__} reads {model.input_format!r} batches; "
+                     "contextual vectors come from the BERT, ELMo and CoVe models.")
+
+
+def contextual_vectors(model: Any, params: Any, task: str, sentences: list[list[str]], *,
+                       pooling: str = "first", layers: list[str] | None = None,
+                       batch_size: int = 32, progress: bool = True
+                       ) -> tuple[list[dict[str, np.ndarray]], dict[str, int]]:
+    """``model.contextual_vectors`` of each word of each sentence (whitespace-split words):
+    per sentence ``{layer: float32[words, dim]}``, a word's vector taken from its first
+    piece or the mean of its pieces (``pooling``); words past the model's input length
+    are cut and counted (``words_truncated``)."""
+    if pooling not in ("first", "mean"):
+        raise ValueError(f"word pooling must be 'first' or 'mean', got {pooling!r}.")
+    text = _text_input(model, task)
+    width, reserved = text.width, len(text.prefix) + len(text.suffix)
+    rows, spans, counts = [], [], {"sentences": len(sentences), "words": 0,
+                                   "words_truncated": 0}
+    for words in sentences:
+        counts["words"] += len(words)
+        if text.pieces_of is None:
+            kept = words[:width]
+            rows.append(kept)
+            spans.append([(i, i + 1) for i in range(len(kept))])
+        else:
+            ids, row_spans = [], []
+            for word in words:
+                p = text.pieces_of(word)
+                if len(ids) + len(p) + reserved > width:
+                    break
+                start = len(ids) + len(text.prefix)
+                row_spans.append((start, start + len(p)))
+                ids += p
+            rows.append([*text.prefix, *ids, *text.suffix])
+            spans.append(row_spans)
+        counts["words_truncated"] += len(words) - len(spans[-1])
+    if counts["words_truncated"]:
+        logging.warning("%d of %d words were past the model's %d input positions and have "
+                        "no vector.", counts["words_truncated"], counts["words"], width)
+    encode = jax.jit(model.contextual_vectors)
+    out: list[dict[str, np.ndarray]] = []
+    for start in tqdm(range(0, len(rows), batch_size), desc="vectors", unit="batch",
+                      disable=not progress):
+        chunk = rows[start:start + batch_size]
+        batch = text.to_batch(chunk + [[] for _ in range(batch_size - len(chunk))])
+        hidden = jax.device_get(encode(params, batch))
+        unknown = sorted(set(layers or ()) - set(hidden))
+        if unknown:
+            raise ValueError(f"--layers {unknown}: the model's layers are {sorted(hidden)}.")
+        for row, row_spans in enumerate(spans[start:start + batch_size]):
+            out.append({
+                name: np.stack([value[row, a] if pooling == "first"
+                                else value[row, a:b].mean(axis=0) for a, b in row_spans])
+                if row_spans else np.zeros((0, value.shape[-1]), np.float32)
+                for name, value in hidden.items() if not layers or name in layers})
+    return out, counts
+
+
+def write_vectors(path: str, vectors: list[dict[str, np.ndarray]]) -> None:
+    """``.npz``: ``"<layer>/<sentence index>"`` -> float32 ``[words, dim]``, and
+    ``layer_names``."""
+    names = list(vectors[0]) if vectors else []
+    arrays = {f"{name}/{i}": v[name].astype(np.float32) for i, v in enumerate(vectors)
+              for name in names}
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    np.savez_compressed(path, layer_names=np.asarray(names), **arrays)
 
 
 # ----------------------------------------------------------------------------- language model
@@ -385,6 +530,25 @@ def _continue(model: Any, params: Any, task: str, step: int) -> None:
         print(f"--- {i + 1}\n{text}")
 
 
+def _vectors(model: Any, params: Any, task: str, step: int, model_dir: str) -> None:
+    if not _INPUT_FILE.value:
+        raise ValueError("--mode=vectors reads --input_file=TEXT: one sentence per line, "
+                         "words separated by spaces.")
+    sentences = [line.split() for line in _read_lines(_INPUT_FILE.value)][:_LIMIT.value]
+    vectors, counts = contextual_vectors(model, params, task, sentences,
+                                         pooling=_POOLING.value, layers=_LAYERS.value,
+                                         batch_size=_BATCH.value)
+    output = _OUTPUT.value or os.path.join(model_dir, "infer_file", "vectors.npz")
+    write_vectors(output, vectors)
+    summary = {"step": step, "task": task, "word_pooling": _POOLING.value,
+               "layers": list(vectors[0]) if vectors else [], **counts}
+    with open(os.path.join(os.path.dirname(os.path.abspath(output)), "vectors.json"),
+              "w") as f:
+        json.dump(summary, f, indent=1)
+    print(json.dumps(summary, indent=1))
+    print(f"vectors: {output} (key '<layer>/<line index>': float32 [words, dim])")
+
+
 def main(argv: list[str]) -> None:
     gin_utils.start(argv, _GIN)
     from models.base import AutoregressiveDecoding
@@ -405,6 +569,9 @@ def main(argv: list[str]) -> None:
             return
         partitioner = run_partitioner()
         params, step = restore_params(model, model_dir, _CHECKPOINT.value, partitioner, task)
+        if _MODE.value == "vectors":
+            _vectors(model, params, task, step, model_dir)
+            return
         if _MODE.value == "predict" and generative and model.input_format == "seq2seq":
             _translate(model, params, task, step, model_dir)
             return

@@ -11,7 +11,7 @@ Sources (``format="auto"`` tells them apart by their files):
 * ``ours``: a model dir of this codebase (its latest checkpoint) or a step dir
   ``MODEL_DIR/checkpoints/STEP``; only the requested subtrees are read;
 * ``hf``: a HuggingFace BERT directory (``config.json`` + ``model.safetensors`` or
-  ``pytorch_model.bin`` + ``vocab.txt``), see ``pretrain_lm.interop``;
+  ``pytorch_model.bin`` + ``vocab.txt``), see ``pretrain_lm.tools.interop``;
 * ``tf``: an original google-research/bert directory (``bert_config.json`` +
   ``bert_model.ckpt.*`` + ``vocab.txt``).
 """
@@ -89,11 +89,13 @@ class PretrainedParams:
             raise ValueError(f"Unknown pretrained format {self.format!r}; use one of {FORMATS}.")
         self._check_exists()
         fmt = detect_format(self.path) if self.format == "auto" else self.format
-        from pretrain_lm import interop
-
         if fmt == "ours":
-            params = interop.load_pretrain_lm_params(self.path)
-        else:
+            from pretrain_lm.checkpoints import read_params
+
+            params = read_params(self.path)
+        else:  # conversion of HF / TF BERT checkpoints (pretrain_lm.tools.interop)
+            from pretrain_lm.tools import interop
+
             loader = interop.load_hf_checkpoint if fmt == "hf" else interop.load_tf_checkpoint
             params = loader(self.path).params
         missing = [s for s in self.subtrees if s not in params]

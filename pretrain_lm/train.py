@@ -20,14 +20,9 @@ import sys
 import gin
 from absl import app, flags, logging
 
-from pretrain_lm import gin_utils, host, partitioning
+from pretrain_lm import gin_utils, partitioning
 
-_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "gin config files (in order).")
-_GIN_BINDINGS = flags.DEFINE_multi_string(
-    "gin_bindings", [], "Extra gin bindings; --gin.KEY=VALUE is rewritten to these.")
-_GIN_SEARCH_PATHS = flags.DEFINE_list(
-    "gin_search_paths", list(gin_utils.DEFAULT_SEARCH_PATHS),
-    "Where gin files and their includes are looked up.")
+_GIN = gin_utils.define_gin_flags()
 _COORDINATOR = flags.DEFINE_string(
     "coordinator_address", None, "host:port of process 0 for multi-host runs.")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes.")
@@ -37,16 +32,8 @@ _RESULTS_JSON = flags.DEFINE_string(
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    host.keep_freed_memory()  # before JAX's CPU client starts its threads
-    gin_utils.quiet_library_logs()
-    partitioning.initialize_distributed(
-        _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-    try:
-        gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value, _GIN_SEARCH_PATHS.value)
-    except gin_utils.GinConfigError as e:
-        sys.exit(f"error: {gin_utils.without_gin_context(e)}")
+    gin_utils.start(argv, _GIN, before_parse=lambda: partitioning.initialize_distributed(
+        _COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value))
 
     import jax
 

@@ -66,7 +66,7 @@ def read_metrics(model_dir: str, kind: str = "train", key: str = "loss") -> dict
 def train_in_process(gin_files: list[str], bindings: list[str]) -> dict:
     """``python -m pretrain_lm.train`` without the process: parses the gin files and
     bindings, writes ``MODEL_DIR/config.gin`` as the entry point does (what
-    ``pretrain_lm.ensemble`` rebuilds a run from) and trains; the gin config is cleared
+    ``pretrain_lm.tools.ensemble`` rebuilds a run from) and trains; the gin config is cleared
     before and after."""
     import gin
 

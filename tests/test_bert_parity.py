@@ -1,7 +1,7 @@
 """Numeric parity: our Flax BERT vs HuggingFace ``BertForPreTraining`` (PyTorch).
 
 HF is the reference implementation nobody here wrote; its randomly initialised
-weights are converted with ``pretrain_lm.interop`` and both models must give the
+weights are converted with ``pretrain_lm.tools.interop`` and both models must give the
 same MLM and NSP logits.
 """
 
@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
 from models import bert  # noqa: E402
-from pretrain_lm import interop  # noqa: E402
+from pretrain_lm.tools import interop  # noqa: E402
 
 SIZES = dict(vocab_size=211, hidden_size=48, num_layers=3, num_heads=4,
              intermediate_size=96, max_position_embeddings=64)

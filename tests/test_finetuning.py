@@ -310,7 +310,7 @@ def test_finetuning_a_real_checkpoint_beats_the_majority_class(tmp_path, repo_ro
 
 
 def test_sweep_grid_and_best_cell_table(tmp_path):
-    from pretrain_lm import sweep
+    from pretrain_lm.tools import sweep
 
     grid = sweep.parse_grid(["LEARNING_RATE=5e-5,2e-5", "EPOCHS=2,3"])
     assert grid[1] == {"LEARNING_RATE": "5e-5", "EPOCHS": "3"} and len(grid) == 4

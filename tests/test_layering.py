@@ -9,7 +9,9 @@ module of its package. What may import what:
 * ``tasks/`` imports of ``models/`` only ``models.characters`` (ELMo's character ids, the
   input format the character CNNs own), and nothing of ``pretrain_lm/``;
 * inside ``tasks/`` the imports form no cycle: the registry of named tasks imports the
-  family modules, which look their tasks up in ``tasks.lookup``.
+  family modules, which look their tasks up in ``tasks.lookup``;
+* the library ``pretrain_lm/`` does not import its tools (``pretrain_lm/tools/``), except
+  ``pretrained.py``, which converts HF / TF BERT checkpoints with ``tools.interop``.
 """
 
 from __future__ import annotations
@@ -23,13 +25,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _modules(package: str) -> dict[str, str]:
-    folder = os.path.join(ROOT, package)
+    folder = os.path.join(ROOT, *package.split("."))
     return {package if f == "__init__.py" else f"{package}.{f[:-3]}": os.path.join(folder, f)
             for f in sorted(os.listdir(folder)) if f.endswith(".py")}
 
 
 def _all_modules() -> set[str]:
-    return {m for package in ("models", "tasks", "pretrain_lm", "benchmarks")
+    return {m for package in ("models", "tasks", "pretrain_lm", "pretrain_lm.tools",
+                              "benchmarks")
             for m in _modules(package)}
 
 
@@ -123,3 +126,17 @@ def test_packages_import_only_what_their_layer_may(package, allowed):
         if bad:
             wrong[module] = bad
     assert not wrong, f"imports across the layers: {wrong}"
+
+
+def test_the_library_does_not_import_its_tools():
+    known = _all_modules()
+    assert "pretrain_lm.tools.reproduce" in known
+    wrong = {}
+    for module, path in _modules("pretrain_lm").items():
+        tools = {n for n in _imports(module, path, known)
+                 if n.startswith("pretrain_lm.tools")}
+        if module == "pretrain_lm.pretrained":
+            tools -= {"pretrain_lm.tools.interop"}
+        if tools:
+            wrong[module] = sorted(tools)
+    assert not wrong, f"library modules importing tools: {wrong}"

@@ -1,4 +1,4 @@
-"""`python -m pretrain_lm.plan` compiles the train step ahead of time and its numbers add up.
+"""`python -m pretrain_lm.tools.plan` compiles the train step ahead of time and its numbers add up.
 
 The plan of the demo model (BERT-tiny, vocab 7,433) on 8 simulated devices is checked
 against a hand count of the parameters (test_gin_configs.hand_count), the bytes the
@@ -22,7 +22,7 @@ SEQ, PREDICTIONS, BATCH = 128, 20, 32
 def plan(repo_root: str, tmp_path, *mesh_flags: str) -> dict:
     output = tmp_path / "plan.json"
     done = subprocess.run(
-        [sys.executable, "-m", "pretrain_lm.plan", "--gin_file=demo/bert_tiny_austen.gin",
+        [sys.executable, "-m", "pretrain_lm.tools.plan", "--gin_file=demo/bert_tiny_austen.gin",
          "--num_devices=8", f"--gin.BATCH_SIZE={BATCH}", *mesh_flags,
          f"--output_json={output}"],
         cwd=repo_root, env=device_env(1), capture_output=True, text=True, timeout=600)

@@ -1,4 +1,4 @@
-"""`pretrain_lm.reproduce`: the paper-number data file, the runs it names, the verdicts.
+"""`pretrain_lm.tools.reproduce`: the paper-number data file, the runs it names, the verdicts.
 
 Fast: the shipped data file parses, every row has a source and a check mark, every run of
 every table parses as the gin configuration it names at both scales, malformed entries
@@ -18,8 +18,9 @@ import sys
 import gin
 import pytest
 
-from pretrain_lm import gin_utils, reproduce
-from pretrain_lm.reproduce import RowResult
+from pretrain_lm import gin_utils
+from pretrain_lm.tools import reproduce
+from pretrain_lm.tools.reproduce import RowResult
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +46,7 @@ def test_every_table_row_has_a_paper_source_and_a_check_mark(doc):
 
 
 def test_the_list_command_names_the_tables():
-    out = subprocess.run([sys.executable, "-m", "pretrain_lm.reproduce", "--list"],
+    out = subprocess.run([sys.executable, "-m", "pretrain_lm.tools.reproduce", "--list"],
                          capture_output=True, text=True, check=True, cwd=reproduce.ROOT)
     assert "taglm_lm_ablation" in out.stdout and "transformer_table3" in out.stdout
 
@@ -283,7 +284,7 @@ def test_tiny_budgets_cover_every_table_that_runs_at_demo_scale(doc):
 def test_each_demo_table_runs_end_to_end_on_tiny_budgets(tmp_path_factory, name):
     root = str(tmp_path_factory.getbasetemp() / "runs")  # shared: tables share runs
     out = str(tmp_path_factory.mktemp("results"))
-    args = [sys.executable, "-m", "pretrain_lm.reproduce", name, "--scale=demo",
+    args = [sys.executable, "-m", "pretrain_lm.tools.reproduce", name, "--scale=demo",
             f"--model_dir={root}", f"--results_dir={out}", "--decode_flag=max_examples=16",
             *[f"--gin_bindings={b}" for b in TINY[name]]]
     done = subprocess.run(args, capture_output=True, text=True, cwd=reproduce.ROOT)

@@ -10,7 +10,7 @@ import torch
 import transformers
 
 from models import gpt, transformer
-from pretrain_lm import interop_transformer
+from pretrain_lm.tools import interop_transformer
 
 VOCAB = 64
 

@@ -11,8 +11,9 @@ import pytest
 
 import tasks
 from models import transformer
-from pretrain_lm import average_checkpoints, checkpoints
+from pretrain_lm import checkpoints
 from pretrain_lm.checkpoints import Checkpointer
+from pretrain_lm.tools import average_checkpoints
 from tasks import translation
 
 TASK = "translate_en_de_debian_l10n"
@@ -65,9 +66,8 @@ def test_checkpoint_averaging(tmp_path):
     # The last two checkpoints (steps 2 and 3) hold a and b: their mean.
     step, chosen = average_checkpoints.average_checkpoints(str(tmp_path / "run"), 2, out)
     assert (step, chosen) == (3, [2, 3])
-    from pretrain_lm import interop
 
-    got = interop.load_pretrain_lm_params(out)
+    got = checkpoints.read_params(out)
     jax.tree.map(lambda g, x, y: np.testing.assert_allclose(g, (x + y) / 2, rtol=1e-6),
                  got, a, b)
     same = average_checkpoints.average_params([a, a, a])
@@ -157,9 +157,8 @@ def test_tiny_transformer_beats_copying_the_source_in_bleu(tmp_path):
     model = gin.query_parameter("%MODEL").scoped_configurable_fn()
     sources, references = translation_split("test")
     source = Checkpointer(model_dir, read_only=True, async_save=False)
-    from pretrain_lm import interop
 
-    params = jax.tree.map(jax.numpy.asarray, interop.load_pretrain_lm_params(model_dir))
+    params = jax.tree.map(jax.numpy.asarray, checkpoints.read_params(model_dir))
     source.close()
     hypotheses, _ = mt.translate_all(model, params, tasks.get_vocabulary(TASK), sources,
                                      inputs_length=48, batch_size=64, progress=False,

@@ -89,10 +89,10 @@ def test_gradual_unfreezing_left_the_lower_groups_frozen(stages):
     """Two epochs of gradual unfreezing: the head trained in both, the top LSTM layer in
     the second, so the embedding and the two lower layers are still stage 2's, bit for bit
     (despite weight decay), while the top layer moved."""
-    from pretrain_lm import interop
+    from pretrain_lm import checkpoints
 
-    encoder = interop.load_pretrain_lm_params(stages["target"])
-    classifier = interop.load_pretrain_lm_params(stages["classifier"])
+    encoder = checkpoints.read_params(stages["target"])
+    classifier = checkpoints.read_params(stages["classifier"])
     assert set(encoder) - {"output_bias"} < set(classifier)
     for frozen in ("embedding", "lstm_0", "lstm_1"):
         for a, b in zip(jax.tree.leaves(encoder[frozen]), jax.tree.leaves(classifier[frozen]),

@@ -3,7 +3,7 @@
 The backward LM reads BPTT streams of reversed documents that still continue each other
 from batch to batch; the backward classifier reads each document's ids reversed with the
 padding at the end; the direction is recorded with the run, so a backward model refuses a
-forward checkpoint; ``pretrain_lm.ensemble`` averages the runs' probabilities (params and
+forward checkpoint; ``pretrain_lm.tools.ensemble`` averages the runs' probabilities (params and
 batch-norm statistics restored), and one run alone scores as the trainer evaluated it.
 """
 
@@ -245,7 +245,7 @@ def _probabilities(run: dict, reverse: bool, state: dict | None = None) -> np.nd
 
 
 def test_ensemble_is_the_average_of_the_runs_probabilities(checkpointed, tmp_path):
-    from pretrain_lm import ensemble
+    from pretrain_lm.tools import ensemble
 
     direct = {"fwd": _probabilities(checkpointed["fwd"], reverse=False),
               "bwd": _probabilities(checkpointed["bwd"], reverse=True)}
@@ -298,10 +298,11 @@ def test_trained_backward_chain_scores_as_the_trainer_evaluated_it(trained):
     three head-only steps of gradual unfreezing; both runs record their direction), and
     each run scored alone by the ensemble command's path (params, batch-norm statistics,
     its direction) has the accuracy the trainer measured at its last step."""
-    from pretrain_lm import ensemble, interop
+    from pretrain_lm import checkpoints
+    from pretrain_lm.tools import ensemble
 
-    lm = interop.load_pretrain_lm_params(trained["lm_bwd"])["lstm_0"]
-    classifier = interop.load_pretrain_lm_params(trained["bwd"])["lstm_0"]
+    lm = checkpoints.read_params(trained["lm_bwd"])["lstm_0"]
+    classifier = checkpoints.read_params(trained["bwd"])["lstm_0"]
     np.testing.assert_array_equal(lm["recurrent_kernel"], classifier["recurrent_kernel"])
     for direction, name in (("fwd", "forward"), ("bwd", "backward")):
         with open(os.path.join(trained[direction], checkpoints.VOCABULARY_FILE)) as f:
@@ -316,7 +317,7 @@ def test_trained_backward_chain_scores_as_the_trainer_evaluated_it(trained):
 
 
 def test_ensemble_needs_classifier_runs(tmp_path):
-    from pretrain_lm import ensemble
+    from pretrain_lm.tools import ensemble
 
     with pytest.raises(FileNotFoundError, match=r"config\.gin"):
         ensemble.load_run(str(tmp_path))
@@ -326,7 +327,7 @@ def test_ensemble_needs_classifier_runs(tmp_path):
 
 
 def test_ensemble_refuses_runs_of_other_examples():
-    from pretrain_lm import ensemble
+    from pretrain_lm.tools import ensemble
 
     a = ensemble.Predictions("a", CLASSIFIER_TASK, "forward", 1, np.full((4, 2), 0.5),
                              np.array([0, 1, 0, 1]))

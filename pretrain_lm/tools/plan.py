@@ -1,6 +1,6 @@
 r"""Will this run fit, and how fast can it go? Ahead-of-time, without the hardware.
 
-    python -m pretrain_lm.plan --gin_file=pod/bert_base_tpu_v4_4x4_seq128.gin
+    python -m pretrain_lm.tools.plan --gin_file=pod/bert_base_tpu_v4_4x4_seq128.gin
 
 Reads the same gin files as ``pretrain_lm.train``, builds the mesh on as many
 simulated CPU devices as the mesh file asks for (``--num_devices`` where it says
@@ -35,12 +35,7 @@ from absl import app, flags
 
 from pretrain_lm import gin_utils
 
-_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "gin config files (in order).")
-_GIN_BINDINGS = flags.DEFINE_multi_string(
-    "gin_bindings", [], "Extra gin bindings; --gin.KEY=VALUE is rewritten to these.")
-_GIN_SEARCH_PATHS = flags.DEFINE_list(
-    "gin_search_paths", list(gin_utils.DEFAULT_SEARCH_PATHS),
-    "Where gin files and their includes are looked up.")
+_GIN = gin_utils.define_gin_flags()
 _NUM_DEVICES = flags.DEFINE_integer(
     "num_devices", None, "Devices to simulate (default: data x model of the mesh file).")
 _PEAK_FLOPS = flags.DEFINE_float(
@@ -201,17 +196,10 @@ def _simulate_cpu_devices(n: int) -> None:
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["JAX_PLATFORMS"] = "cpu"  # the plan compiles for simulated CPU devices
-    gin_utils.quiet_library_logs()
+    gin_utils.start(argv, _GIN)
     import gin
-
-    try:
-        gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value, _GIN_SEARCH_PATHS.value)
-    except gin_utils.GinConfigError as e:
-        sys.exit(f"error: {e}")
     data, model = (_query(f"partitioning.Partitioner.{k}", d) for k, d in
                    (("data", -1), ("model", 1)))
     num_devices = _NUM_DEVICES.value or (data * model if data > 0 else None)

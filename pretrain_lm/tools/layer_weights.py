@@ -1,6 +1,6 @@
 r"""ELMo's learned layer weights per downstream run, as a PNG (and JSON).
 
-    python -m pretrain_lm.layer_weights --run=NER=runs/demo_elmo_tagger \
+    python -m pretrain_lm.tools.layer_weights --run=NER=runs/demo_elmo_tagger \
       [--run=LABEL=MODEL_DIR ...] --output=results/elmo_layer_weights.png
 
 For each run of an ELMo tagger (``models/taglm.py`` with ``LM = 'elmo'``) the latest
@@ -25,9 +25,9 @@ from absl import app, flags
 def read_layer_weights(model_dir: str) -> dict[str, dict[str, object]]:
     """``{mix name: {"weights": [...], "gamma": g}}`` of a run's latest checkpoint."""
     from models import taglm
-    from pretrain_lm import interop
+    from pretrain_lm import checkpoints
 
-    params = interop.load_pretrain_lm_params(model_dir)
+    params = checkpoints.read_params(model_dir)
     mixes = taglm.mix_weights(params)
     if not mixes:
         raise ValueError(f"{model_dir} has no scalar mix (input_mix / output_mix): is it an "

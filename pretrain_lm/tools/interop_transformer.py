@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from models.transformer import TransformerConfig
-from pretrain_lm.interop import ConversionError, _dense, _heads, _ln
+from pretrain_lm.tools.interop import ConversionError, _dense, _heads, _ln
 
 
 class _Tracking:

@@ -1,6 +1,6 @@
 r"""Attention heatmaps of a trained translation model for one sentence (PNG).
 
-    python -m pretrain_lm.attention_plots --gin_file=demo/transformer_tiny_en_de.gin \
+    python -m pretrain_lm.tools.attention_plots --gin_file=demo/transformer_tiny_en_de.gin \
       --gin.MODEL_DIR=runs/demo_mt --sentence="Cannot open the file" [--output_dir=...]
 
 Translates the sentence (greedy), runs the model over (source, translation) and writes,
@@ -25,9 +25,7 @@ from absl import app, flags
 
 from pretrain_lm import gin_utils
 
-_GIN_FILE = flags.DEFINE_multi_string("gin_file", [], "gin config files (in order).")
-_GIN_BINDINGS = flags.DEFINE_multi_string(
-    "gin_bindings", [], "Extra gin bindings; --gin.KEY=VALUE is rewritten to these.")
+_GIN = gin_utils.define_gin_flags()
 _SENTENCE = flags.DEFINE_string("sentence", None, "Source sentence to translate and plot.")
 _OUTPUT_DIR = flags.DEFINE_string("output_dir", None, "Default: MODEL_DIR/attention.")
 
@@ -81,15 +79,9 @@ def plot_heads(weights: np.ndarray, rows: list[str], columns: list[str], title: 
 
 
 def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
     if not _SENTENCE.value or not _SENTENCE.value.strip():
         sys.exit("error: give a non-empty --sentence.")
-    gin_utils.quiet_library_logs()
-    try:
-        gin_utils.parse(_GIN_FILE.value, _GIN_BINDINGS.value)
-    except gin_utils.GinConfigError as e:
-        sys.exit(f"error: {e}")
+    gin_utils.start(argv, _GIN)
 
     import tasks
     from pretrain_lm import mt

@@ -1,6 +1,6 @@
 r"""Grid sweep over gin macros: train and evaluate every cell, pick the best on dev.
 
-    python -m pretrain_lm.sweep --gin_file=models/bert/base.gin \
+    python -m pretrain_lm.tools.sweep --gin_file=models/bert/base.gin \
       --gin_file=runs/finetune.gin --gin_file=finetune/glue_mrpc.gin \
       --gin.PRETRAINED=DIR --gin.MODEL_DIR=runs/mrpc_sweep \
       [--sweep=LEARNING_RATE=5e-5,3e-5,2e-5 --sweep=EPOCHS=2,3,4]
@@ -19,7 +19,7 @@ names a macro (e.g. ``SEED``) whose cells are repeats: the table then also gives
 mean and standard deviation over them (the TagLM ablation of
 ``gin_configs/demo/taglm_austen_ner.gin``)::
 
-    python -m pretrain_lm.sweep --gin_file=demo/taglm_austen_ner.gin \
+    python -m pretrain_lm.tools.sweep --gin_file=demo/taglm_austen_ner.gin \
       --gin.MODEL_DIR=runs/taglm_ablation --metric=eval/entity_f1 \
       --sweep=LM=none,taglm_forward,taglm --sweep=SEED=0,1,2 --average_over=SEED
 """

@@ -1,6 +1,6 @@
 r"""Average the parameters of the last N checkpoints into a new checkpoint.
 
-    python -m pretrain_lm.average_checkpoints --model_dir=runs/t_base --last=5 \
+    python -m pretrain_lm.tools.average_checkpoints --model_dir=runs/t_base --last=5 \
       --output_dir=runs/t_base_avg5
 
 The Transformer paper averages the last 5 (base, written every 10 minutes) or 20 (big)
@@ -40,7 +40,7 @@ def average_params(trees: Sequence[Any]) -> Any:
 
 def average_checkpoints(model_dir: str, last: int, output_dir: str) -> tuple[int, list[int]]:
     """Writes the average of the ``last`` newest checkpoints; returns (step, averaged)."""
-    from pretrain_lm import interop
+    from pretrain_lm import checkpoints
     from pretrain_lm.checkpoints import Checkpointer
 
     source = Checkpointer(model_dir, read_only=True, async_save=False)
@@ -50,7 +50,7 @@ def average_checkpoints(model_dir: str, last: int, output_dir: str) -> tuple[int
         raise ValueError(f"{model_dir} holds {len(steps)} checkpoint(s) {steps}; cannot "
                          f"average the last {last} (raise trainer.train.keep_checkpoints).")
     chosen = steps[-last:]
-    trees = [interop.load_pretrain_lm_params(
+    trees = [checkpoints.read_params(
         os.path.join(os.path.abspath(model_dir), "checkpoints", str(s))) for s in chosen]
     averaged = average_params(trees)
     target = Checkpointer(output_dir, async_save=False)

@@ -3,7 +3,7 @@ r"""Ensembles of classifier runs: their class probabilities averaged over a spli
 ULMFiT (Howard & Ruder 2018) trains a forward and a backward classifier (each on its own
 language model) and averages their predictions; this scores any N runs that way:
 
-    python -m pretrain_lm.ensemble --model_dir=runs/demo_ulmfit/3_classifier \
+    python -m pretrain_lm.tools.ensemble --model_dir=runs/demo_ulmfit/3_classifier \
       --model_dir=runs/demo_ulmfit/3_classifier_bwd [--split=validation|test] \
       [--output_dir=runs/demo_ulmfit/ensemble] [--batch_size=N]
 
@@ -112,7 +112,7 @@ def predict_run(run: Run, split: str, *, partitioner: Partitioner | None = None,
     from pretrain_lm.evaluation import Predictor
 
     if jax.process_count() > 1:
-        raise ValueError("pretrain_lm.ensemble runs in one process; launch it on one host.")
+        raise ValueError("pretrain_lm.tools.ensemble runs in one process; launch it on one host.")
     partitioner = partitioner or Partitioner()
     data = dataclasses.replace(run.eval_data, split=split, shuffle=False, num_epochs=1)
     info = tasks.task_info(data.task)

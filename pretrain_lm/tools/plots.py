@@ -1,6 +1,6 @@
 r"""Learning curves of a run as a PNG, from its ``{train,eval}/metrics.jsonl``.
 
-    python -m pretrain_lm.plots --model_dir=runs/demo_bert_tiny [--metrics=loss,mlm_accuracy]
+    python -m pretrain_lm.tools.plots --model_dir=runs/demo_bert_tiny [--metrics=loss,mlm_accuracy]
 
 Writes ``MODEL_DIR/learning_curves.png``: one panel per metric, training (every
 ``log_every`` steps) and held-out evaluation on the same axes. TensorBoard shows the same

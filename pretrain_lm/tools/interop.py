@@ -20,9 +20,9 @@ This module imports neither torch nor transformers (torch only, lazily, to read 
 
 Command line::
 
-    python -m pretrain_lm.interop --from=hf --to=tf --input=DIR --output=DIR
-    python -m pretrain_lm.interop --from=tf --to=hf --input=DIR --output=DIR
-    python -m pretrain_lm.interop --from=ours --to=hf --input=MODEL_DIR --output=DIR \
+    python -m pretrain_lm.tools.interop --from=hf --to=tf --input=DIR --output=DIR
+    python -m pretrain_lm.tools.interop --from=tf --to=hf --input=DIR --output=DIR
+    python -m pretrain_lm.tools.interop --from=ours --to=hf --input=MODEL_DIR --output=DIR \
         [--gin_file=...]   # default: MODEL_DIR/config.gin (written by pretrain_lm.train)
 
 Activation names: HF ``"gelu"`` is the exact (erf) GELU, ours ``"gelu"`` as well; the TF
@@ -50,6 +50,7 @@ import numpy as np
 
 from models.bert import BertConfig
 from models.layers import ACTIVATIONS
+from pretrain_lm import checkpoints
 from pretrain_lm.checkpoints import flatten_params
 
 PathLike = str | os.PathLike
@@ -809,48 +810,6 @@ def export_tf_checkpoint(params: Mapping[str, Any], config: BertConfig, director
 # Our own (orbax) checkpoints.
 
 
-def load_pretrain_lm_params(checkpoint: PathLike) -> dict:
-    """The params of a ``pretrain_lm.train`` checkpoint as numpy arrays (no optimizer).
-
-    ``checkpoint`` is a model dir (its latest step) or a step dir
-    (``MODEL_DIR/checkpoints/STEP``). Only the params are read, so neither the optimizer
-    nor the device mesh of the run needs to be known.
-    """
-    import jax
-    import orbax.checkpoint as ocp
-    from etils import epath
-
-    path = epath.Path(os.path.abspath(os.fspath(checkpoint)))
-    step = None
-    if path.name.isdigit() and path.parent.name == "checkpoints":
-        step, path = int(path.name), path.parent.parent
-    if not (path / "checkpoints").exists():
-        raise FileNotFoundError(
-            f"No checkpoints under {os.fspath(checkpoint)!r}: give a model dir (holding "
-            "checkpoints/) or a step dir (MODEL_DIR/checkpoints/STEP).")
-    manager = ocp.CheckpointManager(
-        path / "checkpoints", options=ocp.CheckpointManagerOptions(read_only=True, create=False),
-        item_handlers={"state": ocp.PyTreeCheckpointHandler()})
-    try:
-        steps = sorted(manager.all_steps())
-        step = manager.latest_step() if step is None else step
-        if step is None or step not in steps:
-            raise FileNotFoundError(
-                f"No checkpoint step {step} in {path / 'checkpoints'}; it holds steps {steps}.")
-        stored = manager.item_metadata(step)["state"]
-        stored = getattr(stored, "tree", stored)["params"]
-        abstract = jax.tree.map(lambda m: jax.ShapeDtypeStruct(m.shape, m.dtype), stored)
-        restore_args = jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray),
-                                    abstract)
-        restored = manager.restore(step, args=ocp.args.Composite(
-            state=ocp.args.PyTreeRestore(item={"params": abstract},
-                                         restore_args={"params": restore_args},
-                                         partial_restore=True)))
-    finally:
-        manager.close()
-    return _to_numpy_tree(restored["state"]["params"])
-
-
 def _load_ours(checkpoint: str, gin_files: Sequence[str], bindings: Sequence[str],
                vocab_file: str | None, lower_case: bool | None) -> PretrainedBert:
     """Params of our checkpoint + the BertConfig (and vocabulary) from its gin config."""
@@ -887,7 +846,7 @@ def _load_ours(checkpoint: str, gin_files: Sequence[str], bindings: Sequence[str
             vocab = tasks.get_vocabulary(task)
             vocab_file = vocab.vocab_file
             lower_case = vocab.lower_case if lower_case is None else lower_case
-    params = load_pretrain_lm_params(checkpoint)
+    params = checkpoints.read_params(checkpoint)
     dropped = sorted(set(params) - {"bert", *_HEADS})
     if dropped:
         warnings.warn(f"Not exported: the parameters {dropped} (a task head has no place in "
@@ -906,7 +865,7 @@ def _parser() -> Any:
     import argparse
 
     parser = argparse.ArgumentParser(
-        prog="python -m pretrain_lm.interop",
+        prog="python -m pretrain_lm.tools.interop",
         description="Convert BERT checkpoints: HuggingFace (hf), google-research/bert "
                     "TF1 (tf), and pretrain_lm's own orbax checkpoints (ours, read only).")
     parser.add_argument("--from", dest="source", choices=["hf", "tf", "ours"], required=True,
@@ -928,7 +887,8 @@ def _parser() -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m pretrain_lm.interop --from=hf|tf|ours --to=hf|tf --input=... --output=...``.
+    """``python -m pretrain_lm.tools.interop --from=hf|tf|ours --to=hf|tf --input=...
+    --output=...``.
 
     Returns 0; a checkpoint that cannot be converted exits with ``error: ...`` (SystemExit).
     """

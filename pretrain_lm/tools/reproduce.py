@@ -1,7 +1,7 @@
 r"""Reproduce the papers' tables: our numbers beside the papers', with plots.
 
-    python -m pretrain_lm.reproduce --list
-    python -m pretrain_lm.reproduce TABLE [TABLE ...] | --all  [--scale=demo|benchmark|full] \
+    python -m pretrain_lm.tools.reproduce --list
+    python -m pretrain_lm.tools.reproduce TABLE [TABLE ...] | --all  [--scale=demo|benchmark|full] \
       [--model_dir=ROOT] [--results_dir=results/reproduce] [--dry_run] [--gin.X=V ...]
 
 Each table lives in ``data/paper_tables.json``: its rows carry the paper's number with its
@@ -9,7 +9,7 @@ source (paper, table, row; ``check`` says how it was verified: V-code / V-text /
 R = not yet checked against the PDF) and, per scale, the run that measures our side. The
 runs are gin runs of one *run group* (a root folder of model dirs): ``pretrain_lm.train``
 with the group's gin files plus the run's bindings, ``--results_json`` beside the
-checkpoints, ``pretrain_lm.ensemble`` over other runs, or ``pretrain_lm.infer`` of a
+checkpoints, ``pretrain_lm.tools.ensemble`` over other runs, or ``pretrain_lm.infer`` of a
 trained run (BLEU). A binding ``'{run:ID}'`` is the
 model dir of run ID of the group, which then runs first (ULMFiT's three stages, the biLM
 under TagLM, BERT pre-training under fine-tuning). Runs with ``seeds`` run once per seed
@@ -46,7 +46,7 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TABLES_FILE = os.path.join(ROOT, "data", "paper_tables.json")
 SCALES = ("demo", "full", "benchmark")
 # A table without a ``benchmark`` entry does not run at that scale.
@@ -257,7 +257,7 @@ class GroupRunner:
         model_dir = self.model_dirs(run_id)[index]
         if spec.get("kind") == "ensemble":
             members = [self.model_dirs(m)[0] for m in spec["members"]]
-            return ["python", "-m", "pretrain_lm.ensemble",
+            return ["python", "-m", "pretrain_lm.tools.ensemble",
                     *[f"--model_dir={m}" for m in members],
                     f"--split={spec.get('split', 'validation')}", f"--output_dir={model_dir}"]
         if spec.get("kind") == "decode":  # the trained run's own configuration
@@ -332,7 +332,8 @@ class GroupRunner:
         return values
 
     def _ensemble_metrics(self, run_id: str, results: Mapping[str, Any]) -> dict[str, float]:
-        """``pretrain_lm.ensemble``'s rows as ``{"<member>/<metric>": v, "ensemble/...": v}``."""
+        """``pretrain_lm.tools.ensemble``'s rows as ``{"<member>/<metric>": v,
+        "ensemble/...": v}``."""
         names = [*self.spec(run_id)["members"], "ensemble"]
         return {f"{name}/{k}": v for name, row in zip(names, results["runs"], strict=True)
                 for k, v in row.items() if isinstance(v, int | float)}
@@ -824,7 +825,7 @@ def _wrap(text: str, width: int) -> list[str]:
 def write_index(out_dir: str, doc: Mapping[str, Any], scale: str) -> str:
     """``README.md`` of ``out_dir``: every reported table with its direction verdicts."""
     lines = [f"# Paper tables at {scale} scale", "",
-             "Written by `python -m pretrain_lm.reproduce` from the tables below (each "
+             "Written by `python -m pretrain_lm.tools.reproduce` from the tables below (each "
              "file names the command that produced it). At demo scale the absolute numbers "
              "are not the papers' (shipped data, tiny models, CPU budgets); compare the "
              "directions.", "",
@@ -862,7 +863,7 @@ def reproduce(names: Sequence[str], scale: str = "demo", *, root: str | None = N
             continue
         table = doc["tables"][name]
         reports[name] = write_report(out_dir, name, table, scale, rows, commands,
-                                     invocation or f"python -m pretrain_lm.reproduce {name} "
+                                     invocation or f"python -m pretrain_lm.tools.reproduce {name} "
                                      f"--scale={scale}")
         plot_table(out_dir, name, table, scale, rows)
         mix_run = scale_spec(table, scale).get("layer_weights")
@@ -875,7 +876,7 @@ def reproduce(names: Sequence[str], scale: str = "demo", *, root: str | None = N
 
 def _plot_layer_weights(doc: Mapping[str, Any], table: Mapping[str, Any], scale: str,
                         run_id: str, root: str | None, out_dir: str, name: str) -> None:
-    from pretrain_lm import layer_weights
+    from pretrain_lm.tools import layer_weights
 
     group_name = table[scale]["group"]
     group = doc["run_groups"][group_name]
@@ -905,10 +906,10 @@ def main(argv: list[str]) -> None:
                           if "unavailable" not in scale_spec(t, values.scale)]
                           if values.all else [])
     if not names or (values.all and argv[1:]):
-        sys.exit("error: name tables, or give --all (python -m pretrain_lm.reproduce --list "
+        sys.exit("error: name tables, or give --all (python -m pretrain_lm.tools.reproduce --list "
                  "names them).")
     gin_utils.quiet_library_logs()
-    invocation = " ".join(["python -m pretrain_lm.reproduce",
+    invocation = " ".join(["python -m pretrain_lm.tools.reproduce",
                            *(shlex.quote(a) for a in sys.argv[1:])])
     try:
         reports = reproduce(names, values.scale, root=values.model_dir,
@@ -925,7 +926,7 @@ def main(argv: list[str]) -> None:
 
 
 if __name__ == "__main__":
-    # Flags are defined only when run as a program (see pretrain_lm/sweep.py).
+    # Flags are defined only when run as a program (see pretrain_lm/tools/sweep.py).
     from absl import app, flags
 
     flags.DEFINE_bool("list", False, "Name the tables and exit.")
