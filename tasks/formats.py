@@ -104,6 +104,13 @@ class InputFormat(abc.ABC):
             raise InputFormatError(
                 f"Task {request.task!r} read as {self.name!r} needs the lengths {missing} "
                 f"(DataConfig.feature_lengths = {{{wanted}}}).")
+        unused = sorted(k for k, v in request.lengths.items()
+                        if v is not None and k not in self.required_lengths)
+        if unused:
+            raise InputFormatError(
+                f"Task {request.task!r} read as {self.name!r} takes the lengths "
+                f"{list(self.required_lengths)}, not {unused}: remove them from "
+                "DataConfig.feature_lengths (or choose the format that reads them).")
         if request.reverse and not self.reads_backward:
             raise InputFormatError(
                 f"reverse=True (backward reading) needs BPTT streams (bptt=...) or a "

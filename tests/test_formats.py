@@ -44,9 +44,12 @@ def test_a_task_of_another_kind_is_refused_naming_both():
         _get("austen_novels_bert_uncased", "word_level", targets_length=8)
 
 
-def test_missing_lengths_unknown_formats_and_backward_reading_are_refused():
+def test_missing_or_unused_lengths_unknown_formats_and_backward_reading_are_refused():
     with pytest.raises(InputFormatError, match=r"needs the lengths \['bptt'\].*'bptt': \.\.\."):
         _get("lm_austen_spm8k", "bptt_stream", targets_length=8)
+    with pytest.raises(InputFormatError, match=r"takes the lengths \['targets_length'\], not "
+                                               r"\['bptt'\]"):  # not silently ignored
+        _get("lm_austen_spm8k", "decoder", targets_length=8, bptt=4)
     with pytest.raises(InputFormatError, match=r"Unknown input format 'packed'.*'seq2seq'"):
         _get("lm_austen_spm8k", "packed", targets_length=8)
     with pytest.raises(InputFormatError, match=r"DataConfig\.reverse = False"):
