@@ -369,6 +369,18 @@ def provider_spec(provider: seqio.DatasetProviderBase) -> TaskSpec:
     return SPECS[names[0]]
 
 
+def head_of(task: str) -> str:
+    """The head a task (or mixture) fine-tunes: ``runs/finetune.gin``'s ``HEAD``."""
+    return provider_spec(lookup.get_provider(task)).head
+
+
+def num_labels_of(task: str) -> int:
+    """The outputs of its head: the labels of a classification or token task, 1 for
+    regression, 2 (start and end) for span (``runs/finetune.gin``'s ``NUM_LABELS``)."""
+    spec = provider_spec(lookup.get_provider(task))
+    return {"regression": 1, "span": 2}.get(spec.head, len(spec.label_names))
+
+
 def sequence_length(provider: seqio.DatasetProviderBase, max_seq_length: int
                     ) -> dict[str, int]:
     """``sequence_length`` for ``Task.get_dataset``: every rank-1 feature at the limit."""
