@@ -435,8 +435,9 @@ def test_bench_gin_files_name_a_task_with_their_head(name):
         gin_utils.parse(["models/bert/base.gin", "runs/finetune.gin", f"finetune/{name}.gin"],
                         ["MODEL_DIR = '/m'", "PRETRAINED = '/p'"])
         spec = ft.get_spec(gin_utils.macro("MIXTURE_OR_TASK_NAME"))
-        assert gin_utils.macro("HEAD") == spec.head
-        assert gin_utils.macro("NUM_LABELS") == (spec.num_labels if spec.head != "span" else 2)
+        model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+        assert model.head == spec.head  # from the task's spec (runs/finetune.gin)
+        assert model.num_labels == (spec.num_labels if spec.head != "span" else 2)
     finally:
         gin.clear_config()
 
