@@ -45,7 +45,7 @@ _RESULTS = flags.DEFINE_string(
 def load_source(name: str):
     """The ``PretrainedVectors`` of a source, and a line saying what they are."""
     from tasks import benchmark_data as bd
-    from tasks import ppmi_svd, word_vocab
+    from tasks import ppmi_svd, word_vectors
 
     if name == "glove_6b_50d":
         return bd.glove_6b_50d(), "GloVe 6B 50d (Wikipedia 2014 + Gigaword 5, 6B tokens)"
@@ -55,7 +55,7 @@ def load_source(name: str):
                          f"({vectors.stats['tokens']:,} tokens)")
     if name == "ppmi_svd_shipped":
         path = os.path.join(REPO_ROOT, "data", "vectors", "ppmi_svd_50d.txt.gz")
-        return word_vocab.load_vectors(path), "PPMI-SVD 50d, shipped (GCIDE + Austen train)"
+        return word_vectors.load_vectors(path), "PPMI-SVD 50d, shipped (GCIDE + Austen train)"
     raise app.UsageError(f"--vectors: unknown source {name!r}; choose from {SOURCES}.")
 
 

@@ -605,10 +605,10 @@ def ptb_vocabulary(train: Sequence[Sequence[str]]) -> list[str]:
 
 
 def read_glove_npy(npy_path: str, index_path: str):
-    """GloVe as a ``.npy`` plus a parquet word index (``tasks.word_vocab.read_npy_vectors``),
+    """GloVe as a ``.npy`` plus a parquet word index (``tasks.word_vectors.read_npy_vectors``),
     with a missing file or pyarrow reported as a ``BenchmarkNotFoundError`` and a damaged
     file as a ``BenchmarkDataError``."""
-    from tasks.word_vocab import WordVectorError, read_npy_vectors
+    from tasks.word_vectors import WordVectorError, read_npy_vectors
 
     try:
         return read_npy_vectors(npy_path, index_path)
@@ -1014,12 +1014,12 @@ def wnut16(split: str) -> list[TaggedSentence]:
 
 
 def glove_6b_50d():
-    """GloVe 6B 50d (``tasks.word_vocab.PretrainedVectors``: 400,000 lower-cased words)."""
+    """GloVe 6B 50d (``tasks.word_vectors.PretrainedVectors``: 400,000 lower-cased words)."""
     return load("glove_6b_50d", "vectors")
 
 
 def glove_6b_50d_path() -> str:
-    """The ``.npy`` of GloVe 6B 50d, for ``tasks.word_vocab.load_vectors`` (its word index
+    """The ``.npy`` of GloVe 6B 50d, for ``tasks.word_vectors.load_vectors`` (its word index
     is the parquet file beside it)."""
     return BENCHMARKS["glove_6b_50d"].paths("vectors")[0]
 

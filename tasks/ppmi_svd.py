@@ -1,7 +1,7 @@
 """Count-based word vectors: PPMI + truncated SVD (Levy, Goldberg & Dagan 2015, "Improving
 distributional similarity with lessons learned from word embeddings").
 
-    vectors = ppmi_svd.train_vectors(sentences)        # tasks.word_vocab.PretrainedVectors
+    vectors = ppmi_svd.train_vectors(sentences)        # tasks.word_vectors.PretrainedVectors
     ppmi_svd.write_glove_text(vectors.words, vectors.vectors, "vectors.txt.gz")
 
 Steps (the defaults are ``data/vectors/build.py``'s, which makes the shipped
@@ -31,7 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import svds
 
-from tasks.word_vocab import PretrainedVectors
+from tasks.word_vectors import PretrainedVectors
 
 
 @dataclasses.dataclass(frozen=True)

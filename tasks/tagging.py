@@ -56,12 +56,8 @@ from absl import logging
 
 from models.characters import CharVocabulary
 from tasks import bilm, formats, lookup
-from tasks.word_vocab import (
-    WordVocabulary,
-    embedding_matrix,
-    extend_with_pretrained,
-    load_vectors,
-)
+from tasks.word_vectors import embedding_matrix, extend_with_pretrained, load_vectors
+from tasks.word_vocab import WordVocabulary
 
 TOKEN_IDS, CHAR_IDS, TAG_IDS, TOKEN_WEIGHTS = "token_ids", "char_ids", "tag_ids", "token_weights"
 FEATURES = frozenset({TOKEN_IDS, CHAR_IDS, TAG_IDS, TOKEN_WEIGHTS})

@@ -187,7 +187,8 @@ def register_wmt_task(name: str, tfds_name: str, vocab: seqio.Vocabulary, source
 # CoVe (McCann et al., 2017, "Learned in Translation: Contextualized Word Vectors"): the
 # MT-LSTM reads fixed pretrained word vectors, so its source side is words, not pieces.
 
-from tasks.word_vocab import PAD, UNK, WordVocabulary, load_vectors  # noqa: E402
+from tasks.word_vectors import load_vectors  # noqa: E402
+from tasks.word_vocab import PAD, UNK, WordVocabulary  # noqa: E402
 
 
 @functools.lru_cache(maxsize=4)

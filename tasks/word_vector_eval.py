@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
-from tasks.word_vocab import PretrainedVectors
+from tasks.word_vectors import PretrainedVectors
 
 
 def _vocabulary(vectors: PretrainedVectors, restrict_vocab: int | None

@@ -178,7 +178,7 @@ def test_wnut16_counts_and_the_fixed_seed_split(packages):
 
 
 def test_glove_analogy_and_similarity_sets(packages):
-    from tasks.word_vocab import load_vectors
+    from tasks.word_vectors import load_vectors
 
     glove = bd.glove_6b_50d()
     assert glove.vectors.shape == (400_000, 50)
@@ -493,9 +493,9 @@ def test_word_vector_evaluators_equal_gensims(packages):
     from gensim.models import KeyedVectors
 
     from tasks import word_vector_eval as wve
-    from tasks import word_vocab
+    from tasks import word_vectors
 
-    vectors = word_vocab.load_vectors(
+    vectors = word_vectors.load_vectors(
         os.path.join(REPO_ROOT, "data", "vectors", "ppmi_svd_50d.txt.gz"), limit=3000)
     kv = KeyedVectors(vectors.dim)
     kv.add_vectors(vectors.words, vectors.vectors)
@@ -522,7 +522,7 @@ def test_word_vector_evaluators_equal_gensims(packages):
 
 def test_analogy_excludes_the_question_words_and_skips_unknown_ones():
     from tasks import word_vector_eval as wve
-    from tasks.word_vocab import PretrainedVectors
+    from tasks.word_vectors import PretrainedVectors
 
     words = ["king", "man", "woman", "queen", "apple"]
     vectors = np.array([[1, 1, 0], [1, 0, 0], [0, 0, 1], [0, 1, 1], [0.1, 1, 0.2]], np.float32)

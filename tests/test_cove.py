@@ -20,7 +20,7 @@ import tasks
 from models import cove
 from tasks import translation
 from tasks.bilm import tokenize
-from tasks.word_vocab import load_vectors
+from tasks.word_vectors import load_vectors
 
 TASK = "translate_en_de_debian_l10n_cove"
 VECTORS = os.path.join(os.path.dirname(__file__), "..", "data", "vectors",

@@ -174,7 +174,7 @@ def test_unk_strategies_of_the_austen_tasks():
     assert plain.token_to_id("Ravenshaw") == plain.unk_id
 
     filled = tagging.tagging_data("ner_austen_vectors")
-    from tasks.word_vocab import load_vectors
+    from tasks.word_vectors import load_vectors
 
     vectors = load_vectors(filled.vectors_path)
     held_out = {w for split in ("validation", "test")

@@ -18,6 +18,13 @@ import numpy as np
 import pytest
 
 from models.characters import CharVocabulary
+from tasks.word_vectors import (
+    PretrainedVectors,
+    WordVectorError,
+    embedding_matrix,
+    extend_with_pretrained,
+    load_vectors,
+)
 from tasks.word_vocab import (
     ALLCAPS,
     CAP,
@@ -27,13 +34,8 @@ from tasks.word_vocab import (
     PUNCT,
     UNK,
     UNK_CLASSES,
-    PretrainedVectors,
     VocabularyError,
-    WordVectorError,
     WordVocabulary,
-    embedding_matrix,
-    extend_with_pretrained,
-    load_vectors,
     simple_tokenize,
     unk_signature,
 )
