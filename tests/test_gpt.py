@@ -26,7 +26,7 @@ import numpy as np
 import pytest
 import seqio
 
-from pretrain_lm import gin_utils, infer
+from pretrain_lm import gin_utils, inference
 from tasks import language_modeling as lm
 from tasks import preprocessors as pp
 from tasks.pretraining import DatasetNotPreparedError, corpus_split_documents
@@ -183,12 +183,12 @@ def trained(tmp_path_factory, vocab):
             # One device: the 8 simulated ones would split 2 CPU cores eight ways.
             "partitioning.Partitioner.num_devices = 1"])
         model = gin.query_parameter("%MODEL").scoped_configurable_fn()
-        partitioner = infer.run_partitioner()
+        partitioner = inference.run_partitioner()
         results = gin.get_configurable(trainer.train)()
     finally:
         gin.clear_config()
     assert partitioner.mesh.size == 1
-    params, step = infer.restore_params(model, model_dir, partitioner=partitioner)
+    params, step = inference.restore_params(model, model_dir, partitioner=partitioner)
     assert step == 200
     return model, params, partitioner, results, model_dir
 
@@ -201,7 +201,7 @@ def test_tiny_gpt_beats_the_unigram_model(trained, vocab):
     held_out = np.concatenate(_chapter_ids(vocab, "validation"))
     unigram = float(np.exp(-np.log(probs[held_out]).mean()))
 
-    ours = infer.perplexity(model, params, TASK, "validation", batch_size=16,
+    ours = inference.perplexity(model, params, TASK, "validation", batch_size=16,
                                partitioner=partitioner)
     assert ours["tokens"] == len(held_out) == 62_715  # the same ids, each scored once
     print(f"\nheld-out perplexity: unigram {unigram:.1f}, tiny GPT {ours['perplexity']:.1f} "
@@ -214,9 +214,9 @@ def test_generation_continues_the_prompt(trained, vocab):
     model, params, _, _, _ = trained
     prompt_ids = list(vocab.encode(PROMPT))
     p = len(prompt_ids)
-    ids, texts = infer.generate(model, params, vocab, PROMPT, num_samples=2,
+    ids, texts = inference.generate(model, params, vocab, PROMPT, num_samples=2,
                                    max_new_tokens=24, method="greedy")
-    again, _ = infer.generate(model, params, vocab, PROMPT, num_samples=2,
+    again, _ = inference.generate(model, params, vocab, PROMPT, num_samples=2,
                                  max_new_tokens=24, method="greedy")
     assert ids == again and ids[0] == ids[1]
     assert ids[0][:p] == prompt_ids and len(ids[0]) > p
@@ -229,20 +229,20 @@ def test_generation_continues_the_prompt(trained, vocab):
     logits = model.apply(params, {"decoder_input_tokens": inputs})
     np.testing.assert_array_equal(np.argmax(np.asarray(logits[0]), -1)[p:], seq[p:])
 
-    sampled, _ = infer.generate(model, params, vocab, PROMPT, num_samples=3,
+    sampled, _ = inference.generate(model, params, vocab, PROMPT, num_samples=3,
                                    max_new_tokens=24, method="sample", seed=1,
                                    temperature=0.8, top_k=40, top_p=0.95)
-    resampled, _ = infer.generate(model, params, vocab, PROMPT, num_samples=3,
+    resampled, _ = inference.generate(model, params, vocab, PROMPT, num_samples=3,
                                      max_new_tokens=24, method="sample", seed=1,
                                      temperature=0.8, top_k=40, top_p=0.95)
     assert sampled == resampled and all(s[:p] == prompt_ids for s in sampled)
     assert len({tuple(s) for s in sampled}) > 1  # rows draw independently
 
-    beams, _ = infer.generate(model, params, vocab, PROMPT, num_samples=2,
+    beams, _ = inference.generate(model, params, vocab, PROMPT, num_samples=2,
                                  max_new_tokens=12, method="beam", beam_size=4)
     assert all(b[:p] == prompt_ids and len(b) > p for b in beams)
     with pytest.raises(ValueError, match="MAX_LENGTH"):
-        infer.generate(model, params, vocab, PROMPT, max_new_tokens=1000)
+        inference.generate(model, params, vocab, PROMPT, max_new_tokens=1000)
 
 
 def test_infer_cli_scores_and_continues_from_the_run_gin_files(trained, vocab):
@@ -250,7 +250,7 @@ def test_infer_cli_scores_and_continues_from_the_run_gin_files(trained, vocab):
     through ``score_batch``, the perplexity the loss gives in-process; ``--prompt``
     continues the prompt."""
     model, params, partitioner, _, model_dir = trained
-    expected = infer.perplexity(model, params, TASK, "validation", batch_size=16,
+    expected = inference.perplexity(model, params, TASK, "validation", batch_size=16,
                                 partitioner=partitioner)
     common = [sys.executable, "-m", "pretrain_lm.infer", "--gin_file=demo/gpt_tiny_austen.gin",
               f"--gin.MODEL_DIR={model_dir}", "--gin.TARGETS_LENGTH=64",

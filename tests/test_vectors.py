@@ -18,7 +18,7 @@ import pytest
 import tasks
 from models import bert, elmo
 from models.characters import CharVocabulary
-from pretrain_lm import infer
+from pretrain_lm import inference
 
 TASK = "bert_pretrain_austen_uncased"
 SENTENCES = [["It", "is", "a", "truth", "universally", "acknowledged"],
@@ -43,11 +43,11 @@ def bert_unbox(params):
 def test_bert_vectors_are_the_encoder_layers_at_each_word(tiny_bert, tmp_path, pooling):
     model, params = tiny_bert
     vocab = tasks.get_vocabulary(TASK)
-    vectors, counts = infer.contextual_vectors(model, params, TASK, SENTENCES,
+    vectors, counts = inference.contextual_vectors(model, params, TASK, SENTENCES,
                                                pooling=pooling, batch_size=2, progress=False)
     assert counts == {"sentences": 3, "words": 11, "words_truncated": 0}
     path = str(tmp_path / "vectors.npz")
-    infer.write_vectors(path, vectors)
+    inference.write_vectors(path, vectors)
     stored = np.load(path)
     names = ["embeddings", "layer_1", "layer_2"]
     assert list(stored["layer_names"]) == names
@@ -73,12 +73,12 @@ def test_bert_vectors_are_the_encoder_layers_at_each_word(tiny_bert, tmp_path, p
 def test_bert_words_past_the_input_length_are_cut_and_counted(tiny_bert):
     model, params = tiny_bert
     long = ["the"] * 30
-    vectors, counts = infer.contextual_vectors(model, params, TASK, [long], progress=False,
+    vectors, counts = inference.contextual_vectors(model, params, TASK, [long], progress=False,
                                                layers=["layer_2"])
     assert counts["words_truncated"] == 30 - 22  # 24 positions, [CLS] and [SEP] kept
     assert list(vectors[0]) == ["layer_2"] and vectors[0]["layer_2"].shape == (22, 32)
     with pytest.raises(ValueError, match="layer_9"):
-        infer.contextual_vectors(model, params, TASK, [long], progress=False,
+        inference.contextual_vectors(model, params, TASK, [long], progress=False,
                                  layers=["layer_9"])
 
 
@@ -87,7 +87,7 @@ def test_elmo_vectors_are_the_bilm_layers_between_the_boundaries():
                             cell_size=16)
     model = elmo.ELMoLanguageModel(config, max_length=12)
     params = bert_unbox(model.init(jax.random.key(1), model.example_batch(2)))
-    vectors, counts = infer.contextual_vectors(model, params, "unused", SENTENCES,
+    vectors, counts = inference.contextual_vectors(model, params, "unused", SENTENCES,
                                                batch_size=2, progress=False)
     assert counts["words_truncated"] == 0
     chars = CharVocabulary(config.max_characters_per_token)
