@@ -15,8 +15,10 @@ and the model's own ``predict_batch`` / ``score_batch`` (``models/base.py``) run
   the source beside it), or of every line of ``--input_file``;
 * **language model** (``models.gpt``): ``--num_samples`` continuations (sampling by
   default) of ``--prompt``, or one of each line of ``--input_file``;
-* **fine-tuned heads** (``models.bert``): the label, value, answer or tags of every example
-  of a split, scored with the task's metric (``pretrain_lm.evaluation``);
+* **fine-tuned heads** (``models.bert``): every example of a split predicted and scored
+  with the task's metric, written as ``pretrain_lm.evaluate`` writes it
+  (``MODEL_DIR/eval_<split>/results.{json,md}``; GLUE submission files for ``test``);
+  the per-example labels are not written to a file yet;
 * **any other model** (the taggers ...): ``predict_batch`` of every example of a split
   (tag ids named by the model's tag set);
 * ``--mode=score``: ``score_batch``, each example's log-likelihood of its targets (and the
@@ -30,9 +32,12 @@ and the model's own ``predict_batch`` / ``score_batch`` (``models/base.py``) run
   ``MODEL_DIR/infer_file/vectors.npz`` (or ``--output``), key ``<layer>/<line index>``,
   float32 ``[words, dim]``, aligned to the words of each line.
 
-Per-example outputs go to ``MODEL_DIR/infer_<split>/predictions.jsonl`` (or ``--output``)
-with the summary in ``metrics.json`` beside it. ``python -m pretrain_lm.decode`` and
-``python -m pretrain_lm.generate`` are this command under their old names.
+Per-example outputs of the other models go to ``MODEL_DIR/infer_<split>/predict.jsonl`` or
+``score.jsonl`` (prompts from a file: ``MODEL_DIR/infer_file/predictions.jsonl``; or
+``--output``) with the summary in ``metrics.json`` beside them. The sampling flags'
+defaults (temperature 0.8, top-k 40, top-p 0.95) apply to ``--method=sample`` for every
+model. ``python -m pretrain_lm.decode`` and ``python -m pretrain_lm.generate`` are this
+command under their old names.
 """
 
 from __future__ import annotations
@@ -44,7 +49,6 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import gin
-import jax
 from absl import app, flags
 from tqdm import tqdm
 
@@ -110,8 +114,19 @@ def _write(path: str, records: list[dict[str, Any]], summary: dict[str, Any]) ->
 
 
 def _read_lines(path: str) -> list[str]:
-    with open(path, encoding="utf-8") as f:
-        return [line.rstrip("\n") for line in f]
+    """The file's lines; a line that is not UTF-8 is an error naming the file and line."""
+    with open(path, "rb") as f:
+        raw = f.read().split(b"\n")
+    if raw and raw[-1] == b"":
+        raw.pop()
+    lines = []
+    for number, line in enumerate(raw, 1):
+        try:
+            lines.append(line.decode("utf-8").rstrip("\r"))
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}, line {number}: not UTF-8 ({e.reason} at byte "
+                             f"{e.start}); re-encode the file as UTF-8.") from None
+    return lines
 
 
 def _translate(model: Any, params: Any, task: str, step: int, model_dir: str) -> None:
@@ -235,8 +250,8 @@ def main(argv: list[str]) -> None:
                              "--input_file=PROMPTS, or score a split with --mode=score.")
         if _INPUT_FILE.value or _PROMPT.value is not None:
             raise ValueError(f"--input_file / --prompt: {type(model).__name__} reads a "
-                             "split (--split=...) in --mode=predict; files are for "
-                             "translation and language models.")
+                             f"split (--split=...) in --mode={_MODE.value}; files are for "
+                             "translation, language models and --mode=vectors.")
         lengths = eval_feature_lengths()
         common = dict(batch_size=_BATCH.value, feature_lengths=lengths,
                       max_examples=_LIMIT.value)
@@ -244,14 +259,8 @@ def main(argv: list[str]) -> None:
                                                f"{_MODE.value}.jsonl")
         if _MODE.value == "score":
             records, summary = score_split(model, params, task, _SPLIT.value, **common)
-        else:
-            options = {}
-            if generative:
-                options = dict(method=_METHOD.value or "greedy", beam_size=_BEAM.value,
-                               alpha=_ALPHA.value, temperature=_TEMPERATURE.value,
-                               top_k=_TOP_K.value, top_p=_TOP_P.value,
-                               rng=jax.random.key(_SEED.value))
-            records = predict_split(model, params, task, _SPLIT.value, **common, **options)
+        else:  # generative models were handled above
+            records = predict_split(model, params, task, _SPLIT.value, **common)
             summary = {"examples": len(records)}
     except (FileNotFoundError, ValueError, NotImplementedError,
             CheckpointMismatchError) as e:
