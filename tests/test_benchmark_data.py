@@ -472,7 +472,8 @@ def test_a_short_finetune_on_real_stsb_correlates_with_the_gold_scores(packages,
         f"MODEL_DIR = '{model_dir}'", "EPOCHS = None", "BATCH_SIZE = 32",
         "LEARNING_RATE = 3e-4", "MAX_SEQ_LENGTH = 64", "POOLING = 'mean'",
         "trainer.train.train_steps = 40", "trainer.train.checkpoint_every = 40",
-        "trainer.train.eval_every = 0", "trainer.train.progress_bar = False"])
+        "trainer.train.eval_every = 0", "trainer.train.progress_bar = False",
+        "partitioning.Partitioner.num_devices = 1"])
     gin.get_configurable(trainer.train)()
     rows = gin.get_configurable(evaluation.evaluate_checkpoints)(progress=False)
     scores = rows[-1].metrics

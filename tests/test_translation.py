@@ -99,7 +99,8 @@ def _train_demo(model_dir: str, steps: int, extra: list[str]) -> dict:
     gin_utils.parse(["demo/transformer_tiny_en_de.gin"], [
         f"MODEL_DIR = '{model_dir}'", f"TRAIN_STEPS = {steps}",
         f"trainer.train.eval_every = {steps}", f"trainer.train.checkpoint_every = {steps}",
-        "trainer.train.progress_bar = False", *extra])
+        "trainer.train.progress_bar = False", "partitioning.Partitioner.num_devices = 1",
+        *extra])
     return gin.get_configurable(trainer.train)()
 
 
