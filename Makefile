@@ -36,11 +36,14 @@ finetune-demo: install
 reproduce-demo: install   # every paper table at demo scale -> results/reproduce/demo (hours)
 	$(PY) -m pretrain_lm.tools.reproduce --all --scale=demo
 
+# Two worker processes (one per core), each taking whole test files: a file's module
+# fixtures (a trained tiny model) are built once. `make test-slow`: the long end-to-end runs.
+PYTEST_WORKERS ?= 2
 test: install
-	$(PY) -m pytest -q --durations=15 tests
+	$(PY) -m pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist loadfile tests
 
 test-slow: install
-	$(PY) -m pytest -q -m slow tests
+	$(PY) -m pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist loadfile -m slow tests
 
 bench: install
 	$(PY) -m benchmarks.bert_step

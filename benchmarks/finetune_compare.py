@@ -62,6 +62,9 @@ _MAX_LEN = flags.DEFINE_integer("max_seq_length", 128, "Maximum wordpieces.")
 _RESULTS = flags.DEFINE_string("results_dir", os.path.join(REPO_ROOT, "results", "benchmark",
                                                            "finetune"), "Where results go.")
 _WORK = flags.DEFINE_string("work_dir", "/tmp/finetune_compare", "Model dirs of our runs.")
+_EXTRA_GIN = flags.DEFINE_multi_string(
+    "extra_gin", [], "More gin bindings for our runs (e.g. trainer.train.num_microbatches=2 "
+    "to halve the activation memory of long sequences); recorded in the run's commands.")
 _REPORT_ONLY = flags.DEFINE_bool("report_only", False, "Only summarise existing results.")
 _HF_DEVICE = flags.DEFINE_string("hf_device", "cpu", "torch device of the reference runs.")
 _MODEL_DIR = flags.DEFINE_string("model_dir", None, "Checkpoint of the reference runs "
@@ -78,7 +81,8 @@ def ours_commands(task: str, pooling: str, seed: int, model_dir: str) -> list[li
               f"--gin.BATCH_SIZE={_BATCH.value}", f"--gin.MAX_SEQ_LENGTH={_MAX_LEN.value}",
               f"--gin.DATA_SEED={seed}", f"--gin.trainer.train.seed={seed}",
               "--gin.trainer.train.checkpoint_every=100000", "--gin.trainer.train.eval_every=0",
-              "--gin.trainer.train.keep_checkpoints=1", "--gin.trainer.train.progress_bar=False"]
+              "--gin.trainer.train.keep_checkpoints=1", "--gin.trainer.train.progress_bar=False",
+              *(f"--gin.{binding}" for binding in _EXTRA_GIN.value)]
     return [[sys.executable, "-m", "pretrain_lm.train", *flags_],
             *([sys.executable, "-m", "pretrain_lm.evaluate", *flags_, f"--split={split}"]
               for split in EVAL_SPLITS.get(task, ("validation",)))]

@@ -118,6 +118,7 @@ def test_windows_labels_and_recovery(
     not_recoverable = 0
     multi_window = 0
     recovered = 0
+    word_ids_of: dict[tuple[str, ...], list[list[int]]] = {}  # five contexts, 200 answers
     for ex, answer in examples:
         feats = squad.convert_example_to_features(ex, vocab, **sizes, is_training=True)
         assert len(feats) == squad.num_windows(ex, vocab, **sizes)
@@ -125,7 +126,10 @@ def test_windows_labels_and_recovery(
 
         # Independent tokenization with the vocabulary's own encoder.
         query = vocab.encode(ex.question_text)[:max_query_length]
-        word_ids = [vocab.encode(w) for w in ex.doc_tokens]
+        doc = tuple(ex.doc_tokens)
+        if doc not in word_ids_of:
+            word_ids_of[doc] = [vocab.encode(w) for w in doc]
+        word_ids = word_ids_of[doc]
         all_ids = [i for ids in word_ids for i in ids]
         tok_to_orig = [w for w, ids in enumerate(word_ids) for _ in ids]
         orig_to_tok = np.cumsum([0] + [len(ids) for ids in word_ids])
