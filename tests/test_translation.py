@@ -99,11 +99,31 @@ def _train_demo(model_dir: str, steps: int, extra: list[str]) -> dict:
     gin_utils.parse(["demo/transformer_tiny_en_de.gin"], [
         f"MODEL_DIR = '{model_dir}'", f"TRAIN_STEPS = {steps}",
         f"trainer.train.eval_every = {steps}", f"trainer.train.checkpoint_every = {steps}",
-        "trainer.train.progress_bar = False", "partitioning.Partitioner.num_devices = 1",
-        *extra])
+        "trainer.train.progress_bar = False", *extra])
     return gin.get_configurable(trainer.train)()
 
 
+def test_in_loop_bleu_is_written_at_each_evaluation_and_the_vocabulary_recorded(tmp_path):
+    """Two steps of the demo run (one device): the BLEU evaluator of the demo gin scores
+    validation pairs at step 0 and at the end, beside the perplexity, and the run records
+    its vocabulary, so decoding it with another task's is refused."""
+    model_dir = str(tmp_path / "mt")
+    results = _train_demo(model_dir, 2, [
+        "EVAL_STEPS = 2", "evaluators.Bleu.max_examples = 16", "evaluators.Bleu.max_length = 8",
+        "partitioning.Partitioner.num_devices = 1"])
+    assert results["eval/perplexity"] > 1.0
+    with open(os.path.join(model_dir, "eval", "metrics.jsonl")) as f:
+        evals = [json.loads(line) for line in f]
+    assert [e["step"] for e in evals] == [0, 2]
+    assert all(0.0 <= e[f"{TASK}/bleu"] <= 100.0 and e["perplexity"] > 1.0 for e in evals)
+    assert os.path.exists(os.path.join(model_dir, checkpoints.VOCABULARY_FILE))
+    source = Checkpointer(model_dir, read_only=True, async_save=False)
+    with pytest.raises(checkpoints.CheckpointMismatchError, match="lm_austen_spm8k"):
+        source.restore_params(source.latest_step(), None,
+                              tasks.vocabulary_record("lm_austen_spm8k"))
+
+
+@pytest.mark.slow  # ~3 min on 2 cores
 def test_tiny_transformer_learns_beyond_unigram_statistics(tmp_path):
     """300 steps of 64 pairs: held-out target perplexity far below the unigram model's."""
     results = _train_demo(str(tmp_path / "mt"), 300,

@@ -51,6 +51,7 @@ def stages(tmp_path_factory) -> dict[str, str]:
     return dirs
 
 
+@pytest.mark.slow  # the three-stage chain: ~3 min on 2 cores
 def test_target_task_lm_fine_tuning_lowers_target_perplexity(stages):
     history = _eval_history(stages["target"])
     before, after = history[0]["perplexity"], history[60]["perplexity"]
@@ -59,6 +60,7 @@ def test_target_task_lm_fine_tuning_lowers_target_perplexity(stages):
     assert after < 0.9 * before
 
 
+@pytest.mark.slow  # the three-stage chain: ~3 min on 2 cores
 def test_classifier_beats_the_majority_class(stages):
     from tasks import glue
 
@@ -77,6 +79,7 @@ def test_classifier_beats_the_majority_class(stages):
     assert history[max(history)]["error_rate"] == pytest.approx(1 - accuracy)
 
 
+@pytest.mark.slow  # the three-stage chain: ~3 min on 2 cores
 def test_a_finished_run_relaunched_evaluates_on_another_split(stages):
     results = _train("demo/ulmfit_3_classifier_austen_novels.gin", [
         f"MODEL_DIR = '{stages['classifier']}'", f"ENCODER_DIR = '{stages['target']}'",
@@ -85,6 +88,7 @@ def test_a_finished_run_relaunched_evaluates_on_another_split(stages):
     assert not any(k.startswith("train/") for k in results)
 
 
+@pytest.mark.slow  # the three-stage chain: ~3 min on 2 cores
 def test_gradual_unfreezing_left_the_lower_groups_frozen(stages):
     """Two epochs of gradual unfreezing: the head trained in both, the top LSTM layer in
     the second, so the embedding and the two lower layers are still stage 2's, bit for bit
@@ -103,12 +107,16 @@ def test_gradual_unfreezing_left_the_lower_groups_frozen(stages):
     assert all(moved)
 
 
-def test_an_encoder_of_another_vocabulary_is_refused(stages, tmp_path):
+def test_an_encoder_of_another_vocabulary_is_refused(tmp_path):
     from pretrain_lm.checkpoints import CheckpointMismatchError
 
+    general = str(tmp_path / "general")
+    _train("demo/ulmfit_1_lm_gcide.gin", [
+        f"MODEL_DIR = '{general}'", "TRAIN_STEPS = 1", "trainer.train.eval_every = 0",
+        "trainer.train.checkpoint_every = 1"], SMALL)
     with pytest.raises(CheckpointMismatchError, match="vocabulary"):
         _train("demo/ulmfit_2_lm_austen_novels.gin", [
-            f"MODEL_DIR = '{tmp_path}'", f"GENERAL_LM_DIR = '{stages['general']}'",
+            f"MODEL_DIR = '{tmp_path / 'target'}'", f"GENERAL_LM_DIR = '{general}'",
             "MIXTURE_OR_TASK_NAME = 'lm_austen_spm8k'", "TRAIN_STEPS = 1"], SMALL)
 
 
