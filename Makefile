@@ -20,17 +20,17 @@ $(STAMP): setup.cfg pyproject.toml
 
 demo: install
 	$(PY) -m pretrain_lm.train \
-	  --gin_file=gin_configs/demo/bert_tiny_austen.gin \
+	  --gin_file=gin_configs/bert/demo_tiny_austen.gin \
 	  --gin.MODEL_DIR=$(MODEL_DIR) \
 	  --results_json=$(MODEL_DIR)/results.json
 	$(PY) -m pretrain_lm.tools.plots --model_dir=$(MODEL_DIR)
 
 finetune-demo: install
 	$(PY) -m pretrain_lm.train \
-	  --gin_file=gin_configs/demo/finetune_minilm_austen_novels.gin \
+	  --gin_file=gin_configs/bert/demo_finetune_minilm_austen_novels.gin \
 	  --gin.MODEL_DIR=$(FINETUNE_DIR)
 	$(PY) -m pretrain_lm.evaluate \
-	  --gin_file=gin_configs/demo/finetune_minilm_austen_novels.gin \
+	  --gin_file=gin_configs/bert/demo_finetune_minilm_austen_novels.gin \
 	  --gin.MODEL_DIR=$(FINETUNE_DIR) --split=test
 
 reproduce-demo: install   # every paper table at demo scale -> results/reproduce/demo (hours)

@@ -34,7 +34,7 @@ loads it into another model that builds ``CoVeEncoder`` under the name ``cove``)
 ``EncDecFeatureConverter`` batches, metrics named as ``models/transformer.py``'s (``nll``,
 ``token_accuracy``, derived ``perplexity``). Task: ``translate_en_de_debian_l10n_cove``
 (``tasks/translation.py``: English words -> German sentencepiece pieces). Sizes and runs:
-``gin_configs/models/cove/``, ``runs/cove_mt.gin``, ``demo/cove_en_de.gin``.
+``gin_configs/models/cove/``, ``runs/cove_mt.gin``, ``cove/demo_mt_en_de.gin``.
 """
 
 from __future__ import annotations

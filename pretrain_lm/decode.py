@@ -1,7 +1,7 @@
 r"""Translate with a trained Transformer checkpoint and score it with sacrebleu: the
 translation mode of ``python -m pretrain_lm.infer`` under the name older commands use.
 
-    python -m pretrain_lm.decode --gin_file=demo/transformer_tiny_en_de.gin \
+    python -m pretrain_lm.decode --gin_file=transformer/demo_tiny_en_de.gin \
       --gin.MODEL_DIR=runs/demo_mt [--split=test | --input_file=src.txt] \
       [--method=beam|greedy|sample] [--beam_size=4 --alpha=0.6] [--checkpoint=STEP]
 

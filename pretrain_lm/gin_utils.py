@@ -85,8 +85,8 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
     for path in search_paths:
         gin.add_config_file_search_path(path)
     if not gin_files:
-        raise GinConfigError("No --gin_file given; e.g. --gin_file=gin_configs/demo/"
-                             "bert_tiny_austen.gin (see README).")
+        raise GinConfigError("No --gin_file given; e.g. --gin_file=gin_configs/bert/"
+                             "demo_tiny_austen.gin (see README).")
     for f in gin_files:
         if not any(os.path.exists(os.path.join(p, f)) for p in search_paths):
             raise GinConfigError(

@@ -1,7 +1,7 @@
 r"""Train any model of the codebase from gin files.
 
     python -m pretrain_lm.train \
-      --gin_file=gin_configs/demo/bert_tiny_austen.gin \
+      --gin_file=gin_configs/bert/demo_tiny_austen.gin \
       --gin.MODEL_DIR=/tmp/bert_tiny --gin.TRAIN_STEPS=2000
 
 Multi-host (every host runs the same command): pass ``--coordinator_address``,

@@ -137,7 +137,7 @@ def test_tiny_awd_lstm_learns_from_bptt_streams(tmp_path):
 
     gin.clear_config()
     try:
-        gin_utils.parse(["demo/awd_lstm_tiny_austen.gin"], [
+        gin_utils.parse(["ulmfit/demo_awd_lstm_tiny_austen.gin"], [
             f"MODEL_DIR = '{tmp_path}'", "TRAIN_STEPS = 150",
             "trainer.train.eval_every = 150", "trainer.train.checkpoint_every = 150",
             "trainer.train.log_every = 50", "trainer.train.progress_bar = False",

@@ -181,7 +181,7 @@ def test_gin_includes_work_next_to_a_runs_folder(tmp_path, monkeypatch, repo_roo
     """A `runs/` output folder in the working directory must not break gin includes."""
     (tmp_path / "runs" / "old_run").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
-    gin_utils.parse(["demo/bert_tiny_austen.gin"], [])
+    gin_utils.parse(["bert/demo_tiny_austen.gin"], [])
     assert gin_utils.macro("MIXTURE_OR_TASK_NAME") == "bert_pretrain_austen_uncased"
 
 
@@ -192,10 +192,10 @@ def test_a_missing_earlier_stage_names_the_command_that_makes_it(tmp_path):
     from pretrain_lm import pretrained
 
     gin.clear_config()
-    gin_utils.parse(["demo/taglm_austen_ner.gin"], [
+    gin_utils.parse(["elmo/demo_taglm_austen_ner.gin"], [
         f"BILM_DIR = '{tmp_path / 'no_bilm'}'", f"MODEL_DIR = '{tmp_path / 'run'}'"])
     source = gin.get_configurable(pretrained.PretrainedParams)()
     gin.clear_config()
     with pytest.raises(FileNotFoundError, match=r"does not exist\. Make it first:\n  "
-                       r"python -m pretrain_lm\.train --gin_file=demo/elmo_tiny_austen\.gin"):
+                       r"python -m pretrain_lm\.train --gin_file=elmo/demo_bilm_tiny_austen\.gin"):
         source.load()

@@ -468,7 +468,7 @@ def test_a_short_finetune_on_real_stsb_correlates_with_the_gold_scores(packages,
     from pretrain_lm import evaluation, gin_utils, trainer
 
     model_dir = str(tmp_path / "stsb")
-    gin_utils.parse(["demo/finetune_minilm_stsb.gin"], [
+    gin_utils.parse(["bert/demo_finetune_minilm_stsb.gin"], [
         f"MODEL_DIR = '{model_dir}'", "EPOCHS = None", "BATCH_SIZE = 32",
         "LEARNING_RATE = 3e-4", "MAX_SEQ_LENGTH = 64", "POOLING = 'mean'",
         "trainer.train.train_steps = 40", "trainer.train.checkpoint_every = 40",

@@ -106,7 +106,7 @@ def test_tiny_elmo_learns_from_the_austen_sentences(tmp_path):
 
     gin.clear_config()
     try:
-        gin_utils.parse(["demo/elmo_tiny_austen.gin"], [
+        gin_utils.parse(["elmo/demo_bilm_tiny_austen.gin"], [
             f"MODEL_DIR = '{tmp_path}'", "TRAIN_STEPS = 150",
             "trainer.train.eval_every = 150", "trainer.train.checkpoint_every = 150",
             "trainer.train.log_every = 50", "trainer.train.progress_bar = False",

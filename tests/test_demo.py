@@ -14,7 +14,7 @@ import pytest
 def test_demo_reaches_the_readme_figures(repo_root, tmp_path):
     results = tmp_path / "results.json"
     done = subprocess.run(
-        [sys.executable, "-m", "pretrain_lm.train", "--gin_file=demo/bert_tiny_austen.gin",
+        [sys.executable, "-m", "pretrain_lm.train", "--gin_file=bert/demo_tiny_austen.gin",
          f"--gin.MODEL_DIR={tmp_path}", f"--results_json={results}",
          "--gin.trainer.train.progress_bar=False"],
         cwd=repo_root, env={**os.environ, "XLA_FLAGS": ""}, capture_output=True, text=True,

@@ -321,7 +321,7 @@ def test_finetuning_a_real_checkpoint_beats_the_majority_class(tmp_path, repo_ro
     from pretrain_lm import gin_utils, trainer
 
     model_dir = str(tmp_path / "run")
-    gin_utils.parse(["demo/finetune_minilm_austen_novels.gin"], [
+    gin_utils.parse(["bert/demo_finetune_minilm_austen_novels.gin"], [
         f"MODEL_DIR = '{model_dir}'", "EPOCHS = None", "BATCH_SIZE = 32", "LEARNING_RATE = 2e-4",
         "MAX_SEQ_LENGTH = 64", "trainer.train.train_steps = 40",
         "trainer.train.checkpoint_every = 20", "trainer.train.eval_every = 40",

@@ -5,7 +5,7 @@
   hold disjoint chapters, and the sentence-stream (lm1b) pipeline puts EOS after every
   sentence;
 * ``models/gpt/gpt2_124m.gin`` has GPT-2 small's 124,439,808 parameters;
-* a tiny GPT trained in-process from ``demo/gpt_tiny_austen.gin`` beats the unigram model
+* a tiny GPT trained in-process from ``gpt/demo_tiny_austen.gin`` beats the unigram model
   (add-one smoothed train-split counts) on the held-out chapters by a wide margin;
 * generation from a prompt: greedy is deterministic, emits the prompt first and agrees
   with an uncached forward pass; sampling is reproducible per seed; beam keeps the prompt.
@@ -174,7 +174,7 @@ def trained(tmp_path_factory, vocab):
     model_dir = str(tmp_path_factory.mktemp("gpt_tiny"))
     gin.clear_config()
     try:
-        gin_utils.parse(["demo/gpt_tiny_austen.gin"], [
+        gin_utils.parse(["gpt/demo_tiny_austen.gin"], [
             f"MODEL_DIR = '{model_dir}'", "TRAIN_STEPS = 200", "BATCH_SIZE = 16",
             "TARGETS_LENGTH = 64", "optimizers.adamw.warmup_steps = 20",
             "trainer.train.schedule_steps = 2000", "trainer.train.eval_every = 0",
@@ -252,7 +252,7 @@ def test_infer_cli_scores_and_continues_from_the_run_gin_files(trained, vocab):
     model, params, partitioner, _, model_dir = trained
     expected = inference.perplexity(model, params, TASK, "validation", batch_size=16,
                                 partitioner=partitioner)
-    common = [sys.executable, "-m", "pretrain_lm.infer", "--gin_file=demo/gpt_tiny_austen.gin",
+    common = [sys.executable, "-m", "pretrain_lm.infer", "--gin_file=gpt/demo_tiny_austen.gin",
               f"--gin.MODEL_DIR={model_dir}", "--gin.TARGETS_LENGTH=64",
               "--gin.partitioning.Partitioner.num_devices=1", "--batch_size=16"]
     env = {**os.environ, "JAX_PLATFORMS": "cpu"}

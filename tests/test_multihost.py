@@ -23,7 +23,7 @@ from launch import STOPPING_LAUNCHER, device_env, free_port, read_metrics
 STEPS, STOP_AT = 6, 4
 
 FLAGS = [
-    "--gin_file=demo/bert_tiny_austen.gin",
+    "--gin_file=bert/demo_tiny_austen.gin",
     f"--gin.TRAIN_STEPS={STEPS}",
     "--gin.BATCH_SIZE=8",
     "--gin.MAX_SEQ_LENGTH=128",

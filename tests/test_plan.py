@@ -22,7 +22,7 @@ SEQ, PREDICTIONS, BATCH = 128, 20, 32
 def plan(repo_root: str, tmp_path, *mesh_flags: str) -> dict:
     output = tmp_path / "plan.json"
     done = subprocess.run(
-        [sys.executable, "-m", "pretrain_lm.tools.plan", "--gin_file=demo/bert_tiny_austen.gin",
+        [sys.executable, "-m", "pretrain_lm.tools.plan", "--gin_file=bert/demo_tiny_austen.gin",
          "--num_devices=8", f"--gin.BATCH_SIZE={BATCH}", *mesh_flags,
          f"--output_json={output}"],
         cwd=repo_root, env=device_env(1), capture_output=True, text=True, timeout=600)

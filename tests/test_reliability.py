@@ -36,7 +36,7 @@ BINDINGS = [
     "trainer.train.log_every=1",
     "trainer.train.progress_bar=False",
 ]
-GIN_FILES = ["demo/bert_tiny_austen.gin"]
+GIN_FILES = ["bert/demo_tiny_austen.gin"]
 
 
 def train_here(model_dir: str, steps: int = STEPS, *extra: str) -> dict:

@@ -28,11 +28,11 @@ COMMON = [
     "--gin.trainer.train.progress_bar=False",
 ]
 CONFIGS = {
-    "bert": ["--gin_file=demo/bert_tiny_austen.gin", "--gin.MAX_SEQ_LENGTH=64",
+    "bert": ["--gin_file=bert/demo_tiny_austen.gin", "--gin.MAX_SEQ_LENGTH=64",
              "--gin.MAX_PREDICTIONS_PER_SEQ=10"],
     # A recurrent LM whose hidden state is carried across batches of BPTT streams: the
     # checkpoint must hold that state and the stream position, or the losses differ.
-    "awd_lstm": ["--gin_file=demo/awd_lstm_tiny_austen.gin", "--gin.HIDDEN_SIZE=64",
+    "awd_lstm": ["--gin_file=ulmfit/demo_awd_lstm_tiny_austen.gin", "--gin.HIDDEN_SIZE=64",
                  "--gin.BPTT=20", "--gin.TARGETS_LENGTH=30"],
 }
 

@@ -252,7 +252,7 @@ def test_tagger_learns_entities(tmp_path):
     """A small tagger (32 cells a direction), 150 steps of 32 sentences at a high learning
     rate: entity F1 on 320 validation sentences far above the untrained model's (~0.002;
     measured 0.64; the demo budget reaches 0.94, see the slow test)."""
-    results = _train(tmp_path, "demo/tagger_austen_ner.gin", [
+    results = _train(tmp_path, "elmo/demo_tagger_austen_ner.gin", [
         "TRAIN_STEPS = 150", "HIDDEN = 32", "DROPOUT = 0.25", "LEARNING_RATE = 1e-2",
         "optimizers.adamw.warmup_steps = 10", "EVAL_STEPS = 10",
         "trainer.train.eval_every = 150", "trainer.train.checkpoint_every = 150"])
@@ -271,10 +271,10 @@ def test_demo_taggers_beat_the_baseline_and_the_bilm_does_not_hurt(tmp_path):
 
     bilm_dir = os.path.join(REPO_ROOT, "runs", "demo_elmo_tiny")
     if not os.path.exists(os.path.join(bilm_dir, "checkpoints")):
-        _train(bilm_dir, "demo/elmo_tiny_austen.gin", [])
+        _train(bilm_dir, "elmo/demo_bilm_tiny_austen.gin", [])
     baseline = tagging.most_frequent_tag_baseline("ner_austen", "validation")["f1"] / 100
     f1 = {}
-    for gin_file in ("demo/tagger_austen_ner.gin", "demo/taglm_austen_ner.gin"):
+    for gin_file in ("elmo/demo_tagger_austen_ner.gin", "elmo/demo_taglm_austen_ner.gin"):
         f1[gin_file] = [
             _train(tmp_path / f"{os.path.basename(gin_file)}_{seed}", gin_file,
                    [f"SEED = {seed}", f"BILM_DIR = '{bilm_dir}'"] if "taglm" in gin_file

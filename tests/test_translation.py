@@ -96,7 +96,7 @@ def _train_demo(model_dir: str, steps: int, extra: list[str]) -> dict:
     from pretrain_lm import gin_utils, trainer
 
     gin.clear_config()  # nothing bound by an earlier test (e.g. a pretrained encoder)
-    gin_utils.parse(["demo/transformer_tiny_en_de.gin"], [
+    gin_utils.parse(["transformer/demo_tiny_en_de.gin"], [
         f"MODEL_DIR = '{model_dir}'", f"TRAIN_STEPS = {steps}",
         f"trainer.train.eval_every = {steps}", f"trainer.train.checkpoint_every = {steps}",
         "trainer.train.progress_bar = False", *extra])

@@ -37,14 +37,14 @@ def _eval_history(model_dir: str) -> dict[int, dict]:
 def stages(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("ulmfit")
     dirs = {k: str(root / k) for k in ("general", "target", "classifier")}
-    _train("demo/ulmfit_1_lm_gcide.gin", [
+    _train("ulmfit/demo_1_lm_gcide.gin", [
         f"MODEL_DIR = '{dirs['general']}'", "TRAIN_STEPS = 150",
         "trainer.train.eval_every = 0", "trainer.train.checkpoint_every = 150"], SMALL)
-    _train("demo/ulmfit_2_lm_austen_novels.gin", [
+    _train("ulmfit/demo_2_lm_austen_novels.gin", [
         f"MODEL_DIR = '{dirs['target']}'", f"GENERAL_LM_DIR = '{dirs['general']}'",
         "TRAIN_STEPS = 60", "trainer.train.eval_every = 60",
         "trainer.train.checkpoint_every = 60"], SMALL)
-    _train("demo/ulmfit_3_classifier_austen_novels.gin", [
+    _train("ulmfit/demo_3_classifier_austen_novels.gin", [
         f"MODEL_DIR = '{dirs['classifier']}'", f"ENCODER_DIR = '{dirs['target']}'",
         "EPOCHS = 2", "MAX_SEQ_LENGTH = 64", "trainer.train.eval_every = 94",
         "trainer.train.checkpoint_every = 186"], SMALL)
@@ -81,7 +81,7 @@ def test_classifier_beats_the_majority_class(stages):
 
 @pytest.mark.slow  # the three-stage chain: ~3 min on 2 cores
 def test_a_finished_run_relaunched_evaluates_on_another_split(stages):
-    results = _train("demo/ulmfit_3_classifier_austen_novels.gin", [
+    results = _train("ulmfit/demo_3_classifier_austen_novels.gin", [
         f"MODEL_DIR = '{stages['classifier']}'", f"ENCODER_DIR = '{stages['target']}'",
         "EPOCHS = 2", "MAX_SEQ_LENGTH = 64", "eval/data.DataConfig.split = 'test'"], SMALL)
     assert 0.0 < results["eval/accuracy"] < 1.0
@@ -115,7 +115,7 @@ def test_an_encoder_of_another_vocabulary_is_refused(tmp_path):
         f"MODEL_DIR = '{general}'", "TRAIN_STEPS = 1", "trainer.train.eval_every = 0",
         "trainer.train.checkpoint_every = 1"], SMALL)
     with pytest.raises(CheckpointMismatchError, match="vocabulary"):
-        _train("demo/ulmfit_2_lm_austen_novels.gin", [
+        _train("ulmfit/demo_2_lm_austen_novels.gin", [
             f"MODEL_DIR = '{tmp_path / 'target'}'", f"GENERAL_LM_DIR = '{general}'",
             "MIXTURE_OR_TASK_NAME = 'lm_austen_spm8k'", "TRAIN_STEPS = 1"], SMALL)
 
@@ -125,10 +125,10 @@ def test_demo_chain_beats_the_majority_class_clearly(tmp_path):
     """The three demo gin files as shipped (about 25 minutes on 2 cores): validation
     accuracy well above the majority class (measured 0.357 vs 0.285)."""
     dirs = {k: str(tmp_path / k) for k in ("general", "target", "classifier")}
-    _train("demo/ulmfit_1_lm_gcide.gin", [f"MODEL_DIR = '{dirs['general']}'"])
-    _train("demo/ulmfit_2_lm_austen_novels.gin", [
+    _train("ulmfit/demo_1_lm_gcide.gin", [f"MODEL_DIR = '{dirs['general']}'"])
+    _train("ulmfit/demo_2_lm_austen_novels.gin", [
         f"MODEL_DIR = '{dirs['target']}'", f"GENERAL_LM_DIR = '{dirs['general']}'"])
-    results = _train("demo/ulmfit_3_classifier_austen_novels.gin", [
+    results = _train("ulmfit/demo_3_classifier_austen_novels.gin", [
         f"MODEL_DIR = '{dirs['classifier']}'", f"ENCODER_DIR = '{dirs['target']}'"])
     assert results["eval/accuracy"] > 0.285 + 0.05
 

@@ -103,7 +103,7 @@ def test_backward_classifier_data_is_each_document_reversed():
 
     gin.clear_config()
     try:
-        gin_utils.parse(["demo/ulmfit_3_classifier_austen_novels_bwd.gin"],
+        gin_utils.parse(["ulmfit/demo_3_classifier_austen_novels_bwd.gin"],
                         ["MODEL_DIR = '/unused'", "MAX_SEQ_LENGTH = 48"])
         bound = gin.get_bindings(gin.get_configurable(trainer.train))
     finally:
@@ -163,8 +163,8 @@ def _bindings(gin_file: str, model_dir: str, extra: tuple[str, ...] = ()) -> dic
 
 
 @pytest.mark.parametrize("gin_file, encoder_direction", [
-    ("demo/ulmfit_3_classifier_austen_novels_bwd.gin", False),
-    ("demo/ulmfit_3_classifier_austen_novels.gin", True),
+    ("ulmfit/demo_3_classifier_austen_novels_bwd.gin", False),
+    ("ulmfit/demo_3_classifier_austen_novels.gin", True),
 ])
 def test_an_encoder_of_the_other_direction_is_refused(tmp_path, gin_file, encoder_direction):
     """The check runs before any parameter is read: an LM dir holding only its record."""
@@ -180,7 +180,7 @@ def test_an_encoder_of_the_other_direction_is_refused(tmp_path, gin_file, encode
 
 def test_training_and_evaluating_in_two_directions_is_refused(tmp_path):
     with pytest.raises(ValueError, match="evaluated in the direction it is trained in"):
-        train_in_process(["demo/ulmfit_3_classifier_austen_novels_bwd.gin"], [
+        train_in_process(["ulmfit/demo_3_classifier_austen_novels_bwd.gin"], [
             *TINY, *CLASSIFIER, f"MODEL_DIR = '{tmp_path}'",
             "eval/data.DataConfig.reverse = False"])
 
@@ -200,7 +200,7 @@ def checkpointed(tmp_path_factory) -> dict[str, dict]:
     runs = {}
     for seed, (direction, suffix) in enumerate((("fwd", ""), ("bwd", "_bwd"))):
         model_dir = str(root / direction)
-        bound = _bindings(f"demo/ulmfit_3_classifier_austen_novels{suffix}.gin", model_dir,
+        bound = _bindings(f"ulmfit/demo_3_classifier_austen_novels{suffix}.gin", model_dir,
                           (*CLASSIFIER, f"trainer.train.seed = {seed}"))
         model = bound["model"]
         trainer = Trainer(model, optax.identity(), Partitioner(num_devices=1), seed=seed,
@@ -283,10 +283,10 @@ def trained(tmp_path_factory) -> dict[str, str]:
     dirs = {}
     for direction, suffix in (("fwd", ""), ("bwd", "_bwd")):
         lm, classifier = str(root / f"lm_{direction}"), str(root / f"classifier_{direction}")
-        train_in_process([f"demo/ulmfit_1_lm_gcide{suffix}.gin"], [
+        train_in_process([f"ulmfit/demo_1_lm_gcide{suffix}.gin"], [
             *TINY, f"MODEL_DIR = '{lm}'", f"MIXTURE_OR_TASK_NAME = '{LM_TASK}'",
             "TRAIN_STEPS = 2", "trainer.train.eval_every = 0"])
-        train_in_process([f"demo/ulmfit_3_classifier_austen_novels{suffix}.gin"], [
+        train_in_process([f"ulmfit/demo_3_classifier_austen_novels{suffix}.gin"], [
             *TINY, *CLASSIFIER, f"MODEL_DIR = '{classifier}'", f"ENCODER_DIR = '{lm}'"])
         dirs.update({f"lm_{direction}": lm, direction: classifier})
     return dirs
@@ -321,7 +321,7 @@ def test_ensemble_needs_classifier_runs(tmp_path):
 
     with pytest.raises(FileNotFoundError, match=r"config\.gin"):
         ensemble.load_run(str(tmp_path))
-    _bindings("demo/ulmfit_1_lm_gcide_bwd.gin", str(tmp_path / "lm"))
+    _bindings("ulmfit/demo_1_lm_gcide_bwd.gin", str(tmp_path / "lm"))
     with pytest.raises(ValueError, match="no classification task"):
         ensemble.predict_run(ensemble.load_run(str(tmp_path / "lm")), "validation")
 

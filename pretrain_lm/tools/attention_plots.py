@@ -1,6 +1,6 @@
 r"""Attention heatmaps of a trained translation model for one sentence (PNG).
 
-    python -m pretrain_lm.tools.attention_plots --gin_file=demo/transformer_tiny_en_de.gin \
+    python -m pretrain_lm.tools.attention_plots --gin_file=transformer/demo_tiny_en_de.gin \
       --gin.MODEL_DIR=runs/demo_mt --sentence="Cannot open the file" [--output_dir=...]
 
 Translates the sentence (greedy), runs the model over (source, translation) and writes,

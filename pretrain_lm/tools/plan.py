@@ -1,6 +1,6 @@
 r"""Will this run fit, and how fast can it go? Ahead-of-time, without the hardware.
 
-    python -m pretrain_lm.tools.plan --gin_file=pod/bert_base_tpu_v4_4x4_seq128.gin
+    python -m pretrain_lm.tools.plan --gin_file=bert/pod_base_tpu_v4_4x4_seq128.gin
 
 Reads the same gin files as ``pretrain_lm.train``, builds the mesh on as many
 simulated CPU devices as the mesh file asks for (``--num_devices`` where it says

@@ -17,9 +17,9 @@ compared on a metric of the training run's own final evaluation instead: ``--met
 (e.g. ``eval/entity_f1``) reads it from each cell's ``results.json``. ``--average_over``
 names a macro (e.g. ``SEED``) whose cells are repeats: the table then also gives the
 mean and standard deviation over them (the TagLM ablation of
-``gin_configs/demo/taglm_austen_ner.gin``)::
+``gin_configs/elmo/demo_taglm_austen_ner.gin``)::
 
-    python -m pretrain_lm.tools.sweep --gin_file=demo/taglm_austen_ner.gin \
+    python -m pretrain_lm.tools.sweep --gin_file=elmo/demo_taglm_austen_ner.gin \
       --gin.MODEL_DIR=runs/taglm_ablation --metric=eval/entity_f1 \
       --sweep=LM=none,taglm_forward,taglm --sweep=SEED=0,1,2 --average_over=SEED
 """
