@@ -111,7 +111,7 @@ def test_an_encoder_of_another_vocabulary_is_refused(tmp_path):
     from pretrain_lm.checkpoints import CheckpointMismatchError
 
     general = str(tmp_path / "general")
-    _train("demo/ulmfit_1_lm_gcide.gin", [
+    _train("ulmfit/demo_1_lm_gcide.gin", [
         f"MODEL_DIR = '{general}'", "TRAIN_STEPS = 1", "trainer.train.eval_every = 0",
         "trainer.train.checkpoint_every = 1"], SMALL)
     with pytest.raises(CheckpointMismatchError, match="vocabulary"):
