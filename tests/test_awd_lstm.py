@@ -126,7 +126,7 @@ def _stream_targets(split: str) -> np.ndarray:
                            for b in ds.as_numpy_iterator()])
 
 
-@pytest.mark.slow  # ~2.5 min; tests/test_ulmfit.py trains the same model in make test
+@pytest.mark.slow  # ~2.5 min; the ULMFiT chain of tests/test_ulmfit.py trains it too (slow)
 def test_tiny_awd_lstm_learns_from_bptt_streams(tmp_path):
     """The demo gin file, 150 steps of 32 x ~70 ids with the state carried: held-out
     perplexity (the whole validation stream, state carried) well below the unigram
