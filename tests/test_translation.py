@@ -136,6 +136,9 @@ def test_tiny_transformer_learns_beyond_unigram_statistics(tmp_path):
     with open(os.path.join(str(tmp_path / "mt"), "eval", "metrics.jsonl")) as f:
         bleu = [json.loads(line)[f"{TASK}/bleu"] for line in f]
     print("in-loop validation BLEU at steps 0 and 300:", bleu)
+    # Measured 0.0 -> 2.6 on the 8 simulated devices of this run. BLEU is near its floor this
+    # early (0.97 with the same run on one device, reductions in another order): the
+    # perplexity above is the learning claim, this margin only shows the evaluator moves.
     assert len(bleu) == 2 and bleu[1] > bleu[0] + 1.0, bleu
     # The run recorded its vocabulary: decoding it with another task's is refused.
     model_dir = str(tmp_path / "mt")
