@@ -248,10 +248,11 @@ class Checkpointer:
                 f"Saving the checkpoint of step {step} (or finishing an earlier save) in "
                 f"{self.directory} failed: {_first_line(e)}") from e
 
-    def intact_steps(self) -> list[int]:
-        """Steps on disk whose layout is complete (``describe_damage``), ascending."""
+    def intact_steps(self, items: tuple[str, ...] = ITEMS) -> list[int]:
+        """Steps on disk whose layout is complete (``describe_damage``), ascending; a run
+        saved without its data iterator (``average_checkpoints``) has only ``("state",)``."""
         return sorted(s for s in self._step_dirs()
-                      if describe_damage(self.directory / str(s)) is None)
+                      if describe_damage(self.directory / str(s), items) is None)
 
     def restore_latest_intact(self, abstract_state: Any, data_iterator: Any | None
                               ) -> Any | None:

@@ -150,6 +150,7 @@ def test_a_checkpoint_round_trips_exactly_and_a_model_of_other_shapes_is_refused
     step_dir = reader.directory / "1"
     assert checkpoints.describe_damage(step_dir, ("state",)) is None  # no iterator saved
     assert checkpoints.describe_damage(step_dir) == "the item 'data' is missing"
+    assert reader.intact_steps(("state",)) == [1] and reader.intact_steps() == []
     restored = reader.restore(1, t.abstract_state, None)
     jax.tree.map(lambda a, b: np.testing.assert_array_equal(jax.device_get(a),
                                                             jax.device_get(b)),
