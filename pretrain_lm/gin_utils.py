@@ -78,6 +78,18 @@ def _guard_package_reader() -> None:
     ]
 
 
+def moved_gin_files(search_paths: Sequence[str]) -> dict[str, str]:
+    """Older gin file -> its successor, from the table of ``gin_configs/README.md``."""
+    for path in search_paths:
+        readme = os.path.join(path, "README.md")
+        if os.path.basename(os.path.normpath(path)) == "gin_configs" and os.path.exists(readme):
+            with open(readme, encoding="utf-8") as f:
+                text = f.read().partition("## Where the older files went")[2]
+            return dict(re.findall(r"^\| `([^`]+\.gin)` \| `([^`]+\.gin)` \|$", text,
+                                   re.MULTILINE))
+    return {}
+
+
 def parse(gin_files: Sequence[str], bindings: Sequence[str],
           search_paths: Sequence[str] = DEFAULT_SEARCH_PATHS) -> None:
     """Parses gin files and bindings, turning gin's errors into one clear message."""
@@ -89,9 +101,11 @@ def parse(gin_files: Sequence[str], bindings: Sequence[str],
                              "demo_tiny_austen.gin (see README).")
     for f in gin_files:
         if not any(os.path.exists(os.path.join(p, f)) for p in search_paths):
+            moved = moved_gin_files(search_paths).get(f.removeprefix("gin_configs/"))
             raise GinConfigError(
                 f"gin file {f!r} not found (searched {', '.join(search_paths)}). "
-                "List the available ones with `ls gin_configs/*/`.")
+                + (f"It moved: use --gin_file={moved} (gin_configs/README.md)." if moved
+                   else "List the available ones with `ls gin_configs/*/`."))
     try:
         gin.parse_config_files_and_bindings(gin_files, bindings, finalize_config=False)
     except (ValueError, ImportError, SyntaxError) as e:

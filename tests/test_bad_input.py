@@ -34,6 +34,12 @@ def test_unknown_configurable_is_named():
         gin_utils.parse(["gin_configs/models/bert/tiny.gin"], ["bert.BertConfg.x = 1"])
 
 
+def test_an_older_gin_path_names_its_successor():
+    with pytest.raises(gin_utils.GinConfigError,
+                       match=r"It moved: use --gin_file=bert/demo_tiny_austen\.gin"):
+        gin_utils.parse(["demo/bert_tiny_austen.gin"], [])
+
+
 def test_missing_gin_file_is_named():
     with pytest.raises(gin_utils.GinConfigError, match=r"gin file 'nope\.gin' not found"):
         gin_utils.parse(["nope.gin"], [])

@@ -11,7 +11,6 @@ from __future__ import annotations
 import glob
 import math
 import os
-import re
 
 import gin
 import jax
@@ -173,10 +172,8 @@ def test_ulmfit_imdb_runs_hold_the_paper_setting(stage, bindings, backward):
 
 
 def _moved(repo_root: str) -> dict[str, str]:
-    """The old -> new table of ``gin_configs/README.md``."""
-    with open(os.path.join(repo_root, "gin_configs", "README.md"), encoding="utf-8") as f:
-        text = f.read().split("## Where the older files went", 1)[1]
-    return dict(re.findall(r"^\| `([^`]+\.gin)` \| `([^`]+\.gin)` \|$", text, re.MULTILINE))
+    """The old -> new table of ``gin_configs/README.md`` (what a missing path is told)."""
+    return gin_utils.moved_gin_files([os.path.join(repo_root, "gin_configs")])
 
 
 def test_every_gin_file_parses_and_every_older_file_has_a_successor(repo_root):
