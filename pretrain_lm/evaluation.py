@@ -29,116 +29,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import jax
-import numpy as np
 from absl import logging
-from tqdm import tqdm
 
-from models.base import Model
 from models.bert import BertFineTuningModel
 from pretrain_lm.partitioning import Partitioner
-
-
-class Predictor:
-    """Jitted, sharded ``model.predict_with_state`` over host batches that every process
-    holds whole. ``abstract_params`` / ``abstract_state`` are the restore targets
-    (``Checkpointer.restore_params_and_state``): the model state (batch-norm statistics of
-    the AWD-LSTM classifier; ``{}`` for BERT) as ``model.init_state(state_batch_size)``
-    shapes it, i.e. the training batch size where the state depends on it."""
-
-    def __init__(self, model: Model, partitioner: Partitioner, *,
-                 state_batch_size: int | None = None) -> None:
-        self.model = model
-        self.partitioner = partitioner
-        from pretrain_lm.checkpoints import abstract_params
-
-        self.abstract_params = abstract_params(model, partitioner)
-        self.param_shardings = jax.tree.map(lambda a: a.sharding, self.abstract_params)
-        replicated = partitioner.replicated()
-        n = state_batch_size or partitioner.data_size
-        self.abstract_state = jax.tree.map(
-            lambda a: jax.ShapeDtypeStruct(a.shape, a.dtype, sharding=replicated),
-            jax.eval_shape(lambda: model.init_state(n)))
-        self._predict = jax.jit(
-            model.predict_with_state,
-            in_shardings=(self.param_shardings, replicated, partitioner.batch_sharding()),
-            out_shardings=replicated)
-
-    def __call__(self, params: Any, batch: Mapping[str, np.ndarray], state: Any = None
-                 ) -> dict[str, np.ndarray]:
-        sharding = self.partitioner.batch_sharding()
-        device_batch = {
-            k: jax.make_array_from_callback(v.shape, sharding, lambda i, v=v: v[i])
-            for k, v in batch.items()}
-        with self.partitioner.context():
-            return jax.device_get(self._predict(params, {} if state is None else state,
-                                                device_batch))
-
-
-def predict_split(predictor: Predictor, params: Any, task: str, split: str, *,
-                  batch_size: int, max_seq_length: int, progress: bool = True,
-                  state: Any = None
-                  ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
-    """Every example of ``split`` (with metadata) and the model outputs, row-aligned
-    (``state``: the restored model state, for models that keep one)."""
-    import tasks
-    from tasks import finetuning as ft
-
-    vocab = tasks.get_vocabulary(task)
-    examples = list(ft.eval_examples(task, split, max_seq_length))
-    if not examples:
-        raise ValueError(f"Split {split!r} of task {task!r} holds no examples.")
-    if batch_size % predictor.partitioner.data_size:
-        batch_size += predictor.partitioner.data_size - batch_size % predictor.partitioner.data_size
-    outputs: dict[str, list[np.ndarray]] = {}
-    bar = tqdm(range(0, len(examples), batch_size), desc=f"eval {task}/{split}", unit="batch",
-               disable=not (progress and jax.process_index() == 0), dynamic_ncols=True)
-    for start in bar:
-        rows = [ft.pad_example(ex, max_seq_length, vocab.pad_id)
-                for ex in examples[start:start + batch_size]]
-        rows += [jax.tree.map(np.zeros_like, rows[0])] * (batch_size - len(rows))
-        batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
-        for k, v in predictor(params, batch, state).items():
-            outputs.setdefault(k, []).append(v)
-    merged = {k: np.concatenate(v)[:len(examples)] for k, v in outputs.items()}
-    return examples, merged
-
-
-def score(task: str, examples: Sequence[Mapping[str, Any]], outputs: Mapping[str, np.ndarray],
-          *, has_labels: bool = True, **span_options: Any) -> tuple[dict[str, float], list]:
-    """``(metrics, predictions)`` of one task: predictions are label names, values, tag
-    sequences or answer texts; metrics are empty when the split has no labels."""
-    from tasks import finetuning as ft
-
-    spec = ft.get_spec(task)
-    if spec.head == "classification":
-        ids = np.argmax(outputs["logits"], axis=-1)
-        predictions = [int(i) for i in ids]
-        targets = [int(ex[ft.LABEL]) for ex in examples]
-        has_labels = has_labels and min(targets) >= 0
-    elif spec.head == "regression":
-        predictions = [float(v) for v in outputs["prediction"]]
-        targets = [float(ex[ft.LABEL]) for ex in examples]
-        has_labels = has_labels and min(targets) >= 0
-    elif spec.head == "token":
-        targets, predictions = [], []
-        for ex, tags in zip(examples, outputs["token_predictions"], strict=False):
-            gold = [spec.label_names[t] for t in ex["word_tags"]]
-            first = np.asarray(ex[ft.LABEL_WEIGHTS]) > 0
-            predicted = [spec.label_names[t] for t in tags[:len(first)][first]]
-            predicted += ["O"] * (len(gold) - len(predicted))  # words without a position
-            targets.append(gold)
-            predictions.append(predicted)
-    else:
-        from tasks import squad
-
-        return squad.score_predictions(task, examples, outputs, **span_options)
-    if not has_labels:
-        return {}, predictions
-    return spec.metric_fn(targets, predictions), predictions
 
 
 @dataclasses.dataclass
@@ -163,21 +60,18 @@ def evaluate_checkpoints(
 ) -> list[TaskResult]:
     """Scores the ``checkpoint`` (``latest``, ``all`` or a step) of ``model_dir`` on
     every task (names of tasks or mixtures) and writes the results (module docstring)."""
-    import seqio
-
     import tasks as tasks_lib
     from pretrain_lm import checkpoints
     from pretrain_lm.checkpoints import Checkpointer, check_vocabulary
+    from pretrain_lm.evaluators import TaskMetrics
     from tasks import finetuning as ft
     from tasks import metrics
 
     partitioner = partitioner or Partitioner()
-    names: list[str] = []
-    for name in tasks:
-        provider = tasks_lib.get_provider(name)
-        names += ([t.name for t in provider.tasks] if isinstance(provider, seqio.Mixture)
-                  else [name])
-    for name in names:
+    evaluators = [TaskMetrics(task=name, split=split, batch_size=batch_size,
+                              max_seq_length=model.max_seq_length, progress=progress)
+                  for name in tasks]  # the evaluator of the training loop, on checkpoints
+    for name in (n for evaluator in evaluators for n in evaluator.task_names()):
         model.check_task(tasks_lib.task_info(name))
         check_vocabulary(model_dir, tasks_lib.vocabulary_record(name))
     source = Checkpointer(model_dir, read_only=True, async_save=False)
@@ -194,7 +88,7 @@ def evaluate_checkpoints(
     else:
         raise ValueError(f"--checkpoint={checkpoint!r}: use latest, all or one of {available}.")
 
-    predictor = Predictor(model, partitioner)
+    predictor = evaluators[0].predictor(model, partitioner)  # shared by every task
     out_dir = os.path.join(model_dir, f"eval_{split}")
     is_chief = jax.process_index() == 0
     results: list[TaskResult] = []
@@ -204,21 +98,20 @@ def evaluate_checkpoints(
         if restored is None:  # damaged: warned, skipped
             continue
         params, state = restored
-        for name in names:
+        for evaluation in (e for evaluator in evaluators for e in evaluator.evaluate(
+                model, params, state, partitioner, predictor=predictor)):
+            name = evaluation.task
             spec = ft.get_spec(name)
-            examples, outputs = predict_split(
-                predictor, params, name, split, batch_size=batch_size,
-                max_seq_length=model.max_seq_length, progress=progress, state=state)
-            scores, predictions = score(name, examples, outputs)
-            truncated = sum(int(ex.get(ft.TRUNCATED, 0) > 0) for ex in examples)
-            scores = {**scores, "examples_truncated": float(truncated)}
+            scores = {**evaluation.metrics,
+                      "examples_truncated": float(evaluation.num_truncated)}
             if split == "test" and spec.glue_name and is_chief:
                 path = metrics.write_glue_submission(
                     os.path.join(out_dir, f"step_{step}"), spec.glue_name,
-                    [int(ex["idx"]) for ex in examples], predictions,
+                    [int(ex["idx"]) for ex in evaluation.examples], evaluation.predictions,
                     label_names=spec.label_names or None)
                 logging.info("GLUE submission file: %s", path)
-            results.append(TaskResult(name, step, scores, spec.main_metric, len(examples)))
+            results.append(TaskResult(name, step, scores, spec.main_metric,
+                                      len(evaluation.examples)))
             logging.info("%s/%s @ step %d: %s", name, split, step, scores)
             if is_chief:
                 from clu import metric_writers

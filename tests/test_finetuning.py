@@ -14,7 +14,7 @@ import tensorflow as tf
 
 import tasks
 from models import bert
-from pretrain_lm import evaluation, pretrained
+from pretrain_lm import evaluation, evaluators, pretrained
 from pretrain_lm.checkpoints import CheckpointMismatchError
 from tasks import finetuning as ft
 from tasks import glue, metrics, squad
@@ -117,7 +117,7 @@ def test_ner_tags_sit_on_first_wordpieces_and_cut_words_score_as_o():
     # An oracle that predicts every kept word right still misses the cut "Surrey" (B-LOC).
     oracle = np.zeros((1, 12), np.int32)
     oracle[0, first] = tags[:kept]
-    scores, predicted = evaluation.score("ner_test", [ex], {"token_predictions": oracle})
+    scores, predicted = evaluators.score("ner_test", [ex], {"token_predictions": oracle})
     assert predicted[0][kept:] == ["O"] * (len(words) - kept)
     assert scores["recall"] < 100.0 and scores["precision"] == 100.0
 
@@ -149,7 +149,7 @@ def test_squad_windows_and_answers_round_trip_through_the_task(version_2):
     end = np.full((len(windows), 128), -10.0)
     for i, w in enumerate(windows):
         start[i, w["start_position"]] = end[i, w["end_position"]] = 10.0
-    scores, answers = evaluation.score(name, windows, {"start_logits": start,
+    scores, answers = evaluators.score(name, windows, {"start_logits": start,
                                                        "end_logits": end})
     assert answers[:2] == ["Miss Taylor", "Emma Woodhouse"]
     if version_2:

@@ -109,7 +109,7 @@ def predict_run(run: Run, split: str, *, partitioner: Partitioner | None = None,
     import tasks
     from pretrain_lm.checkpoints import Checkpointer
     from pretrain_lm.data import DataIterator
-    from pretrain_lm.evaluation import Predictor
+    from pretrain_lm.evaluators import Predictor
 
     if jax.process_count() > 1:
         raise ValueError("pretrain_lm.tools.ensemble runs in one process; launch it on one host.")
