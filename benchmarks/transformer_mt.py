@@ -63,6 +63,9 @@ _LENGTH = flags.DEFINE_integer("length", 48, "Source / target length and max new
 _BEAM = flags.DEFINE_integer("beam", 4, "Beam size.")
 _ALPHA = flags.DEFINE_float("alpha", 0.6, "Length penalty exponent (HF convention).")
 _EOS_BIAS = flags.DEFINE_float("eos_bias", 0.0, "final_logits_bias of EOS for decoding.")
+_REAL_STEPS = flags.DEFINE_integer(
+    "real_steps", 10, "Timed training steps on real Multi30k batches (0: skip).")
+_REAL_ROWS = flags.DEFINE_integer("real_rows", 64, "Packed rows per real-data batch.")
 _PEER = flags.DEFINE_bool("peer", True, "Also time HuggingFace transformers (PyTorch).")
 _OUTPUT = flags.DEFINE_string("output", "results/bench_transformer_mt.json", "JSON results.")
 
@@ -121,32 +124,87 @@ def translation_batch(batch: int, length: int, seed: int = 0) -> dict[str, np.nd
 # ----------------------------------------------------------------------------- training
 
 
-def ours_train(batch_np: dict[str, np.ndarray]) -> Callable[[], None]:
-    """One blocking train step of the real ``Trainer`` per call."""
+# ----------------------------------------------------------------------------- real data
+
+
+MULTI30K_TASK = "bench_multi30k_translate_en_de"
+
+
+def multi30k_packed_batches(count: int, rows: int, length: int
+                            ) -> list[dict[str, np.ndarray]] | None:
+    """The first ``count`` training batches of Multi30k en-de (shuffled, seed 0, the shipped
+    ``spm_en_de_4k`` pieces), ``rows`` rows of ``length`` packed with pairs (seqio); None
+    when the data directory lacks Multi30k (the reason is printed)."""
+    import tasks
+
+    try:
+        ds = tasks.get_dataset(MULTI30K_TASK, split="train", batch_size=rows, seed=0,
+                               shuffle=True, pack=True, inputs_length=length,
+                               targets_length=length)
+        batches = list(ds.take(count).as_numpy_iterator())
+    except (FileNotFoundError, ValueError) as e:
+        print(f"real-data training skipped: {e}")
+        return None
+    return batches
+
+
+def unpack(batch: dict[str, np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The (source, target) id sequences a packed batch holds, in row and segment order."""
+    pairs = []
+    for r in range(batch["encoder_input_tokens"].shape[0]):
+        source_seg, target_seg = batch["encoder_segment_ids"][r], batch["decoder_segment_ids"][r]
+        for s in range(1, int(target_seg.max()) + 1):
+            pairs.append((batch["encoder_input_tokens"][r][source_seg == s],
+                          batch["decoder_target_tokens"][r][target_seg == s]))
+    return pairs
+
+
+def padded_to_longest(pairs: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, np.ndarray]:
+    """One pair a row, source and target each padded to the longest in the batch (what
+    ``transformers.DataCollatorForSeq2Seq`` gives, with ``padding=True``)."""
+    from models import transformer
+
+    def pad(seqs: list[np.ndarray]) -> np.ndarray:
+        out = np.zeros((len(seqs), max(len(x) for x in seqs)), np.int32)
+        for i, x in enumerate(seqs):
+            out[i, :len(x)] = x
+        return out
+
+    return transformer.seq2seq_batch(pad([a for a, _ in pairs]), pad([b for _, b in pairs]),
+                                     START)
+
+
+def ours_train(batches: list[dict[str, np.ndarray]]) -> Callable[[], None]:
+    """One blocking step of the real ``Trainer`` per call, on each batch in turn (all of
+    one shape: one compiled step)."""
     from models import transformer
     from pretrain_lm import optimizers
     from pretrain_lm.data import to_global
     from pretrain_lm.partitioning import Partitioner
     from pretrain_lm.trainer import Trainer
 
-    batch_size, length = batch_np["decoder_target_tokens"].shape
+    rows, length = batches[0]["decoder_target_tokens"].shape
     model = transformer.TranslationModel(our_config(0.1), max_source_length=length,
                                          max_target_length=length, label_smoothing=0.1)
     opt = optimizers.transformer_adam(d_model=D_MODEL, warmup_steps=4000)
     partitioner = Partitioner()
     trainer = Trainer(model, opt.tx, partitioner)
     state = trainer.init_state()
-    batch = to_global(batch_np, partitioner.batch_sharding(), batch_size)
+    device_batches = [to_global(b, partitioner.batch_sharding(), rows) for b in batches]
+    position = 0
 
     def step():
-        nonlocal state
-        state, metrics = trainer.train_step(state, batch)
+        nonlocal state, position
+        state, metrics = trainer.train_step(state, device_batches[position % len(batches)])
+        position += 1
         jax.block_until_ready(metrics)
 
     return step
 
 
-def peer_train(batch_np: dict[str, np.ndarray]) -> Callable[[], None]:
+def peer_train(batches: list[dict[str, np.ndarray]]) -> Callable[[], None]:
+    """One ``MarianMTModel`` training step per call, on each batch in turn (each with its
+    own padded shape, as PyTorch training loops run)."""
     import torch
 
     model = marian(0.1).train()
@@ -155,14 +213,20 @@ def peer_train(batch_np: dict[str, np.ndarray]) -> Callable[[], None]:
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: D_MODEL ** -0.5 * min((s + 1) ** -0.5, (s + 1) * warmup ** -1.5))
     loss_fn = torch.nn.CrossEntropyLoss(ignore_index=-100, label_smoothing=0.1)
-    source = torch.from_numpy(batch_np["encoder_input_tokens"].astype(np.int64))
-    targets = batch_np["decoder_target_tokens"].astype(np.int64)
-    labels = torch.from_numpy(np.where(targets > 0, targets, -100))
-    inputs = {"input_ids": source, "attention_mask": (source > 0).long(),
-              "decoder_input_ids": torch.from_numpy(
-                  batch_np["decoder_input_tokens"].astype(np.int64))}
+    prepared = []
+    for b in batches:
+        source = torch.from_numpy(b["encoder_input_tokens"].astype(np.int64))
+        targets = b["decoder_target_tokens"].astype(np.int64)
+        prepared.append((
+            {"input_ids": source, "attention_mask": (source > 0).long(),
+             "decoder_input_ids": torch.from_numpy(b["decoder_input_tokens"].astype(np.int64))},
+            torch.from_numpy(np.where(targets > 0, targets, -100))))
+    position = 0
 
     def step():
+        nonlocal position
+        inputs, labels = prepared[position % len(prepared)]
+        position += 1
         optimizer.zero_grad(set_to_none=True)
         logits = model(**inputs).logits
         loss = loss_fn(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
@@ -171,6 +235,60 @@ def peer_train(batch_np: dict[str, np.ndarray]) -> Callable[[], None]:
         schedule.step()
 
     return step
+
+
+def train_on_multi30k(results: dict[str, Any], steps: int, rows: int, length: int,
+                      peak: float) -> dict[str, Any] | None:
+    """Real target tokens per second on Multi30k: ours packed (``rows`` x ``length``) and
+    the peer on the same pairs, padded to the longest of each batch; prints and records
+    the comparison in ``results["train_multi30k"]``."""
+    if steps <= 0:
+        return None
+    warmup = 3
+    packed = multi30k_packed_batches(steps + warmup, rows, length)
+    if packed is None:
+        return None
+    padded = [padded_to_longest(unpack(b)) for b in packed]
+    tokens = [int(b["decoder_loss_weights"].sum()) for b in packed]
+    assert tokens == [int(b["decoder_loss_weights"].sum()) for b in padded]
+    pairs = [len(unpack(b)) for b in packed]
+    fill_ours = sum(tokens) / (len(packed) * rows * length)
+    fill_peer = sum(tokens) / sum(b["decoder_target_tokens"].size for b in padded)
+    runners = [ours_train(packed)] + ([peer_train(padded)] if _PEER.value else [])
+    times = time_interleaved(runners, steps, warmup=warmup)
+    timed_tokens = sum(tokens[warmup:warmup + steps])
+    from models import transformer
+
+    flops = transformer.TranslationModel(
+        our_config(0.1), max_source_length=length,
+        max_target_length=length).flops_per_example() * rows
+    names = ["pretrain_lm Trainer, packed (JAX)",
+             "transformers MarianMTModel, padded to longest (PyTorch)"]
+    real: dict[str, Any] = {
+        "task": MULTI30K_TASK, "rows": rows, "length": length,
+        "pairs_per_step": float(np.mean(pairs)),
+        "real_target_tokens_per_step": float(np.mean(tokens)),
+        "target_fill": {"ours_packed": fill_ours, "peer_padded_to_longest": fill_peer}}
+    print(f"\ntraining on real Multi30k pairs ({np.mean(pairs):.0f} pairs, "
+          f"{np.mean(tokens):.0f} real target tokens a step): ours packs them into {rows} x "
+          f"{length} rows ({100 * fill_ours:.0f}% of target positions real), the peer pads "
+          f"each batch to its longest ({100 * fill_peer:.0f}%); {steps} steps after {warmup} "
+          "warm-up steps:")
+    print(f"{'implementation':56s} {'ms/step':>8s} {'real tok/s':>11s} {'MFU':>6s}")
+    for name, seconds in zip(names, times, strict=False):
+        per_step = float(np.median(seconds))
+        rate = timed_tokens / sum(seconds)
+        mfu = flops / per_step / peak if name.startswith("pretrain_lm") else None
+        real[name] = {"seconds_per_step": per_step, "step_seconds": seconds,
+                      "real_target_tokens_per_sec": rate, "mfu": mfu}
+        print(f"{name:56s} {1e3 * per_step:8.0f} {rate:11.0f} "
+              + (f"{100 * mfu:5.1f}%" if mfu is not None else "     -"))
+    if len(times) == 2:
+        ratio = sum(times[1]) / sum(times[0])
+        real["speedup_vs_peer"] = ratio
+        print(f"ours / peer real target tokens/s: {ratio:.2f}x (goal >= 1.5x)")
+    results["train_multi30k"] = real
+    return real
 
 
 # ----------------------------------------------------------------------------- decoding
@@ -279,10 +397,12 @@ def main(argv: list[str]) -> None:
         "target_tokens_per_step": target_tokens, "train": {}, "decode": {}}
 
     names = ["pretrain_lm Trainer (JAX)", "transformers MarianMTModel (PyTorch)"]
-    steps = [ours_train(batch_np)] + ([peer_train(batch_np)] if _PEER.value else [])
+    steps = [ours_train([batch_np])] + ([peer_train([batch_np])] if _PEER.value else [])
     train_rows = list(zip(names[:len(steps)], time_interleaved(steps, _STEPS.value),
                            strict=True))
     del steps
+
+    train_on_multi30k(results, _REAL_STEPS.value, _REAL_ROWS.value, length, peak)
 
     sources = source_batches(_DECODE_BATCHES.value + 1, _DECODE_BATCH.value, length)
     sentences = _DECODE_BATCHES.value * _DECODE_BATCH.value

@@ -51,6 +51,9 @@ class Model(abc.ABC):
     """
 
     input_format: ClassVar[str | None] = None
+    # Reads packed rows (``DataConfig.pack``): several examples a row, kept apart by the
+    # ``*_segment_ids`` / ``*_positions`` features (``layers.segment_mask``).
+    supports_packing: ClassVar[bool] = False
 
     @abc.abstractmethod
     def example_batch(self, batch_size: int) -> dict[str, np.ndarray]:
@@ -241,7 +244,8 @@ class Seq2SeqObjective(Model):
             logits, batch["decoder_target_tokens"], weights, self.label_smoothing)
         loss = smoothed / jnp.maximum(count, 1.0)
         return loss, {"loss": (loss, jnp.ones(())), "nll": (nll, count),
-                      "token_accuracy": (correct, count)}
+                      "token_accuracy": (correct, count),
+                      "packing_efficiency": packing_efficiency(weights)}
 
     def score_batch(self, params: dict, batch: Batch) -> Array:
         from models import layers
@@ -252,6 +256,14 @@ class Seq2SeqObjective(Model):
 
     def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
         return {"perplexity": perplexity(averages["nll"])} if "nll" in averages else {}
+
+
+def packing_efficiency(weights: Array) -> tuple[Array, Array]:
+    """``(real target tokens, target positions)`` of a batch: averaged, the share of the
+    computed positions that carry a token (padding efficiency; near 1 when packed)."""
+    import jax.numpy as jnp
+
+    return jnp.sum(weights > 0).astype(jnp.float32), jnp.asarray(weights.size, jnp.float32)
 
 
 def decoder_lm_batch(batch_size: int, length: int) -> dict[str, np.ndarray]:

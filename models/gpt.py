@@ -24,6 +24,7 @@ from models.base import (
     Metrics,
     StepFn,
     decoder_lm_batch,
+    packing_efficiency,
     perplexity,
 )
 from models.transformer import Decoder, TokenEmbedding, TransformerConfig
@@ -54,11 +55,17 @@ class DecoderOnlyLM(nn.Module):
         self.decoder = Decoder(self.config)
 
     def __call__(self, tokens: Array, *, deterministic: bool, decode: bool = False,
-                 decode_position: Array | None = None) -> Array:
+                 decode_position: Array | None = None,
+                 packing: dict[str, Array] | None = None) -> Array:
+        """Next-token logits; ``packing``: seqio's ``decoder_segment_ids`` /
+        ``decoder_positions`` of packed rows (None: one example a row)."""
+        packing = packing or {}
         offset = decode_position if decode and decode_position is not None else 0
-        x = self.embed(tokens, deterministic=deterministic, offset=offset)
+        x = self.embed(tokens, deterministic=deterministic, offset=offset,
+                       positions=packing.get("decoder_positions"))
         x = self.decoder(x, deterministic=deterministic, decode=decode,
-                         decode_position=decode_position)
+                         decode_position=decode_position,
+                         target_segments=packing.get("decoder_segment_ids"))
         return self.embed.logits(x)
 
 
@@ -69,6 +76,7 @@ class LanguageModel(AutoregressiveDecoding):
     ``decoder_target_tokens`` where ``decoder_loss_weights`` is 1."""
 
     input_format = "decoder"
+    supports_packing = True
 
     config: TransformerConfig = dataclasses.field(default_factory=gpt_config)
     max_length: int = 128
@@ -96,6 +104,7 @@ class LanguageModel(AutoregressiveDecoding):
               train: bool = False) -> Array:
         return self.network.apply({"params": params}, batch["decoder_input_tokens"],
                                   deterministic=not train,
+                                  packing=layers.packing_features(batch),
                                   rngs={"dropout": rng} if train else None)
 
     def loss(self, params: dict, batch: Batch, *, rng: Array | None,
@@ -106,7 +115,8 @@ class LanguageModel(AutoregressiveDecoding):
             logits, batch["decoder_target_tokens"], weights, 0.0)
         loss = nll / jnp.maximum(count, 1.0)
         return loss, {"loss": (loss, jnp.ones(())), "nll": (nll, count),
-                      "token_accuracy": (correct, count)}
+                      "token_accuracy": (correct, count),
+                      "packing_efficiency": packing_efficiency(weights)}
 
     def derived_metrics(self, averages: dict[str, float]) -> dict[str, float]:
         return {"perplexity": perplexity(averages["nll"])} if "nll" in averages else {}

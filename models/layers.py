@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import flax.linen as nn
 import jax
@@ -227,6 +227,30 @@ def attention_bias_from_mask(mask: Array, dtype: jnp.dtype = jnp.float32) -> Arr
 def padding_mask(query_valid: Array, key_valid: Array) -> Array:
     """``[batch, 1, q, k]`` mask that is True where both query and key are real tokens."""
     return (key_valid[:, None, None, :] > 0) & (query_valid[:, None, :, None] > 0)
+
+
+def segment_mask(query_segments: Array, key_segments: Array) -> Array:
+    """``[batch, 1, q, k]`` mask that is True where query and key belong to the same
+    example: equal segment ids, neither 0 (padding).
+
+    An unpacked row is one segment (``ids > 0``). A packed row (seqio ``pack=True``)
+    numbers its examples 1, 2, ... (``*_segment_ids``), so no attention crosses from one
+    example to another and each example reads as it would alone in its own row.
+    """
+    query = query_segments[:, None, :, None]
+    key = key_segments[:, None, None, :]
+    return (query == key) & (key > 0) & (query > 0)
+
+
+PACKING_FEATURES = ("encoder_segment_ids", "encoder_positions", "decoder_segment_ids",
+                    "decoder_positions")
+
+
+def packing_features(batch: Mapping[str, Array]) -> dict[str, Array] | None:
+    """The segment ids and positions of a packed batch (seqio's ``pack=True`` feature
+    converters), or None for a batch of one example a row."""
+    found = {k: batch[k] for k in PACKING_FEATURES if k in batch}
+    return found or None
 
 
 def causal_mask(length: int) -> Array:

@@ -90,7 +90,10 @@ class TokenEmbedding(nn.Module):
                 (cfg.vocab_size,), jnp.float32)
         self.dropout = layers.Dropout(cfg.dropout_rate)
 
-    def __call__(self, ids: Array, *, deterministic: bool, offset: Array | int = 0) -> Array:
+    def __call__(self, ids: Array, *, deterministic: bool, offset: Array | int = 0,
+                 positions: Array | None = None) -> Array:
+        """Embedded ``ids`` ``[b, l]`` at positions ``offset + 0 .. l-1``, or at each row's
+        own ``positions`` ``[b, l]`` (packed rows restart at 0 for every example)."""
         cfg = self.config
         length = ids.shape[-1]
         if length > cfg.max_length:
@@ -99,12 +102,13 @@ class TokenEmbedding(nn.Module):
         x = self.tokens(ids)
         if cfg.scale_embeddings:
             x = x * jnp.asarray(math.sqrt(cfg.d_model), x.dtype)
-        positions = jnp.arange(length) + offset
+        if positions is None:
+            positions = (jnp.arange(length) + offset)[None]
         if cfg.positions == "learned":
-            x = x + self.positions(positions)[None]
+            x = x + self.positions(positions)
         else:
             table = layers.sinusoidal_positions(cfg.max_length, cfg.d_model, x.dtype)
-            x = x + jnp.take(table, positions, axis=0)[None]
+            x = x + jnp.take(table, positions, axis=0)
         x = self.dropout(x, deterministic=deterministic)
         return layers.constrain(x, layers.BATCH, layers.LENGTH, layers.EMBED)
 
@@ -114,14 +118,16 @@ class TokenEmbedding(nn.Module):
 
 
 class Encoder(nn.Module):
-    """Embedded source -> ``num_encoder_layers`` bidirectional blocks."""
+    """Embedded source -> ``num_encoder_layers`` bidirectional blocks, each position
+    attending within its segment (``layers.segment_mask``: the real tokens of its row,
+    or of its example in a packed row)."""
 
     config: TransformerConfig
 
     @nn.compact
-    def __call__(self, x: Array, source_valid: Array, *, deterministic: bool) -> Array:
+    def __call__(self, x: Array, source_segments: Array, *, deterministic: bool) -> Array:
         cfg = self.config
-        mask = layers.padding_mask(source_valid, source_valid)
+        mask = layers.segment_mask(source_segments, source_segments)
         for i in range(cfg.num_encoder_layers):
             x = layers.TransformerBlock(cfg.block, name=f"layer_{i}")(
                 x, mask, deterministic=deterministic)
@@ -133,23 +139,30 @@ class Encoder(nn.Module):
 
 class Decoder(nn.Module):
     """Embedded target -> ``num_decoder_layers`` causal blocks (with encoder-decoder
-    attention when ``encoded`` is given) -> final LayerNorm (pre-LN) -> hidden states."""
+    attention when ``encoded`` is given) -> final LayerNorm (pre-LN) -> hidden states.
+
+    ``source_segments``: the source's segment ids (``ids > 0`` for unpacked rows).
+    ``target_segments`` (packed rows): each target position attends causally within its
+    own example, and to the source example of the same segment id. Without them, a row
+    is one example: the causal mask over the target, the source's real tokens."""
 
     config: TransformerConfig
 
     @nn.compact
     def __call__(self, x: Array, *, deterministic: bool, encoded: Array | None = None,
-                 source_valid: Array | None = None, target_valid: Array | None = None,
+                 source_segments: Array | None = None,
+                 target_segments: Array | None = None,
                  decode: bool = False, decode_position: Array | None = None,
                  ) -> Array:
         cfg = self.config
         length = x.shape[1]
         self_mask = layers.causal_mask(length)
-        if target_valid is not None:
-            self_mask = self_mask & (target_valid[:, None, None, :] > 0)
+        if target_segments is not None:
+            self_mask = self_mask & layers.segment_mask(target_segments, target_segments)
         cross_mask = None
-        if encoded is not None and source_valid is not None:
-            cross_mask = (source_valid[:, None, None, :] > 0)
+        if encoded is not None and source_segments is not None:
+            cross_mask = (source_segments[:, None, None, :] > 0 if target_segments is None
+                          else layers.segment_mask(target_segments, source_segments))
         for i in range(cfg.num_decoder_layers):
             x = layers.TransformerBlock(cfg.block, name=f"layer_{i}")(
                 x, self_mask, deterministic=deterministic, encoded=encoded,
@@ -170,25 +183,44 @@ class EncoderDecoder(nn.Module):
         self.encoder = Encoder(self.config)
         self.decoder = Decoder(self.config)
 
-    def encode(self, inputs: Array, *, deterministic: bool = True) -> Array:
-        return self.encoder(self.embed(inputs, deterministic=deterministic), inputs > 0,
-                            deterministic=deterministic)
+    def encode(self, inputs: Array, *, deterministic: bool = True,
+               segments: Array | None = None, positions: Array | None = None) -> Array:
+        """The encoded source ``[b, l, d_model]``; ``segments`` / ``positions``: a packed
+        row's ``encoder_segment_ids`` / ``encoder_positions``."""
+        segments = (inputs > 0).astype(jnp.int32) if segments is None else segments
+        x = self.embed(inputs, deterministic=deterministic, positions=positions)
+        return self.encoder(x, segments, deterministic=deterministic)
 
     def decode(self, encoded: Array, inputs: Array, decoder_inputs: Array, *,
                deterministic: bool = True, decode: bool = False,
-               decode_position: Array | None = None) -> Array:
-        """Logits ``[b, l, vocab]`` of the next target token at every decoder position."""
+               decode_position: Array | None = None,
+               source_segments: Array | None = None, target_segments: Array | None = None,
+               target_positions: Array | None = None) -> Array:
+        """Logits ``[b, l, vocab]`` of the next target token at every decoder position
+        (``source_segments`` / ``target_segments`` / ``target_positions``: packed rows)."""
         offset = 0 if decode_position is None or not decode else decode_position
-        y = self.embed(decoder_inputs, deterministic=deterministic, offset=offset)
+        y = self.embed(decoder_inputs, deterministic=deterministic, offset=offset,
+                       positions=target_positions)
+        source_segments = ((inputs > 0).astype(jnp.int32) if source_segments is None
+                           else source_segments)
         y = self.decoder(y, deterministic=deterministic, encoded=encoded,
-                         source_valid=inputs > 0, decode=decode,
-                         decode_position=decode_position)
+                         source_segments=source_segments, target_segments=target_segments,
+                         decode=decode, decode_position=decode_position)
         return self.embed.logits(y)
 
-    def __call__(self, inputs: Array, decoder_inputs: Array, *,
-                 deterministic: bool) -> Array:
-        encoded = self.encode(inputs, deterministic=deterministic)
-        return self.decode(encoded, inputs, decoder_inputs, deterministic=deterministic)
+    def __call__(self, inputs: Array, decoder_inputs: Array, *, deterministic: bool,
+                 packing: dict[str, Array] | None = None) -> Array:
+        """Teacher-forced logits; ``packing``: seqio's ``encoder_segment_ids``,
+        ``encoder_positions``, ``decoder_segment_ids``, ``decoder_positions`` of packed
+        rows (None: one example a row)."""
+        packing = packing or {}
+        encoded = self.encode(inputs, deterministic=deterministic,
+                              segments=packing.get("encoder_segment_ids"),
+                              positions=packing.get("encoder_positions"))
+        return self.decode(encoded, inputs, decoder_inputs, deterministic=deterministic,
+                           source_segments=packing.get("encoder_segment_ids"),
+                           target_segments=packing.get("decoder_segment_ids"),
+                           target_positions=packing.get("decoder_positions"))
 
 
 def shift_right(targets: Array, start_id: int = 0) -> Array:
@@ -217,6 +249,8 @@ class TranslationModel(Seq2SeqObjective, AutoregressiveDecoding):
     0, as T5 and Marian) and ``decoder_loss_weights``.
     """
 
+    supports_packing = True
+
     config: TransformerConfig = TransformerConfig()
     max_source_length: int = 64
     max_target_length: int = 64
@@ -241,6 +275,7 @@ class TranslationModel(Seq2SeqObjective, AutoregressiveDecoding):
               train: bool = False) -> Array:
         return self.network.apply({"params": params}, batch["encoder_input_tokens"],
                                   batch["decoder_input_tokens"], deterministic=not train,
+                                  packing=layers.packing_features(batch),
                                   rngs={"dropout": rng} if train else None)
 
 

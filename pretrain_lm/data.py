@@ -51,6 +51,9 @@ class DataConfig:
       reverse: read every document right to left (a backward LM's BPTT streams, or a
         backward classifier's ids with the padding at the end); see
         ``tasks.get_dataset``.
+      pack: several examples a row (seqio's packing, with segment ids and positions)
+        instead of one example padded to the full length: the ``seq2seq`` and
+        ``decoder`` formats, for models with ``supports_packing`` (the Transformer, GPT).
     """
 
     task: str
@@ -62,6 +65,7 @@ class DataConfig:
     num_epochs: int | None = None
     num_shards: int | None = None
     reverse: bool = False
+    pack: bool = False
 
     @property
     def direction(self) -> str:
@@ -123,6 +127,7 @@ class DataIterator:
                 num_shards=num_shards,
                 num_epochs=config.num_epochs,
                 reverse=config.reverse,
+                pack=config.pack,
                 input_format=input_format,
                 **dict(config.feature_lengths),
             ), checkpoint=True)

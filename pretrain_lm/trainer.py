@@ -333,6 +333,12 @@ def train(
         raise ValueError(f"batch_size={batch_size} is not divisible by "
                          f"num_microbatches={num_microbatches}.")
     checkpoints.check_writable(model_dir)
+    for data in (train_data, eval_data):
+        if data is not None and data.pack and not model.supports_packing:
+            raise ValueError(
+                f"DataConfig.pack=True puts several examples in a row, and "
+                f"{type(model).__name__} reads one example a row (it keeps no segment "
+                "ids); set DataConfig.pack = False, or pack for the Transformer or GPT.")
     partitioner = partitioner or Partitioner()
     opt = optimizer(total_steps=schedule_steps or train_steps)
     guard = nonfinite.NonFiniteGuard(on_nonfinite, max_consecutive_skips=max_consecutive_skips,

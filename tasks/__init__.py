@@ -172,6 +172,7 @@ def get_dataset(
     num_shards: int = 1,
     num_epochs: int | None = None,
     reverse: bool = False,
+    pack: bool = False,
     input_format: str | None = None,
     **feature_lengths: int | None,
 ) -> tf.data.Dataset:
@@ -193,7 +194,9 @@ def get_dataset(
       ``token_weights`` [batch, targets_length], ``char_ids`` [batch, targets_length, 50],
       one sentence a row, and ``tag_ids`` for tagging tasks.
     * ``seq2seq`` / ``decoder``: seqio's ``EncDecFeatureConverter`` /
-      ``DecoderFeatureConverter`` features.
+      ``DecoderFeatureConverter`` features; with ``pack=True``, several examples a row
+      (seqio's packing) and their ``*_segment_ids`` / ``*_positions``, which the
+      Transformer and GPT read (``Model.supports_packing``).
     * ``bptt_stream``: row r of each batch continues row r of the batch before, in
       windows of about ``bptt`` ids padded to ``targets_length``
       (``tasks.language_modeling.bptt_stream_dataset``).
@@ -227,7 +230,7 @@ def get_dataset(
             f"Unknown input format {name!r}; known: {sorted(known)}.")
     request = formats.Request(
         task_or_mixture, get_provider(task_or_mixture), split, feature_lengths, batch_size,
-        seed, shuffle, shard_index, num_shards, num_epochs, reverse)
+        seed, shuffle, shard_index, num_shards, num_epochs, reverse, pack)
     fmt = known[name]
     fmt.check(request)
     return fmt.dataset(request)

@@ -59,6 +59,7 @@ class Request:
     num_shards: int = 1
     num_epochs: int | None = None
     reverse: bool = False
+    pack: bool = False
 
     def read(self, sequence_length: Mapping[str, int] | None) -> tf.data.Dataset:
         """The task's preprocessed examples of this shard (seqio ``get_dataset``)."""
@@ -82,6 +83,7 @@ class InputFormat(abc.ABC):
     required_lengths: tuple[str, ...]
     example_kind: str  # what ``accepts`` looks for, for error messages
     reads_backward: bool = False  # supports ``reverse=True``
+    packs: bool = False  # supports ``pack=True`` (several examples a row)
 
     @abc.abstractmethod
     def accepts(self, provider: Any) -> bool:
@@ -111,6 +113,11 @@ class InputFormat(abc.ABC):
                 f"Task {request.task!r} read as {self.name!r} takes the lengths "
                 f"{list(self.required_lengths)}, not {unused}: remove them from "
                 "DataConfig.feature_lengths (or choose the format that reads them).")
+        if request.pack and not self.packs:
+            raise InputFormatError(
+                f"pack=True (several examples a row) is offered by the 'seq2seq' and "
+                f"'decoder' input formats; {request.task!r} read as {self.name!r} is one "
+                "example a row: set DataConfig.pack = False.")
         if request.reverse and not self.reads_backward:
             raise InputFormatError(
                 f"reverse=True (backward reading) needs BPTT streams (bptt=...) or a "

@@ -430,10 +430,11 @@ def _is_decoder_lm_task(provider: seqio.DatasetProviderBase) -> bool:
 
 
 class DecoderFormat(formats.InputFormat):
-    """Decoder-only LM examples (``targets``) -> seqio ``DecoderFeatureConverter`` batches
-    (unpacked, one example a row); a partial last batch gets rows of weight 0."""
+    """Decoder-only LM examples (``targets``) -> seqio ``DecoderFeatureConverter`` batches,
+    one example a row or packed (``pack``); a partial last batch gets rows of weight 0."""
 
     name = "decoder"
+    packs = True
     required_lengths = ("targets_length",)
     example_kind = "decoder-only LM examples (targets only)"
 
@@ -444,7 +445,7 @@ class DecoderFormat(formats.InputFormat):
         from tasks import batching
 
         lengths = {"targets": request.lengths["targets_length"]}
-        ds = seqio.DecoderFeatureConverter(pack=False)(request.read(lengths), lengths)
+        ds = seqio.DecoderFeatureConverter(pack=request.pack)(request.read(lengths), lengths)
         return batching.batch_padding_last(ds, request.batch_size, request.task,
                                            request.split)
 

@@ -345,9 +345,11 @@ def source_word_vectors(task: str) -> np.ndarray:
 
 class Seq2SeqFormat(formats.InputFormat):
     """Translation pairs (``inputs``, ``targets``) -> seqio ``EncDecFeatureConverter``
-    batches (unpacked); a partial last batch gets rows of ``decoder_loss_weights`` 0."""
+    batches, one pair a row or packed (``pack``); a partial last batch gets rows of
+    ``decoder_loss_weights`` 0."""
 
     name = "seq2seq"
+    packs = True
     required_lengths = ("inputs_length", "targets_length")
     example_kind = "source/target pairs (inputs, targets)"
 
@@ -359,6 +361,6 @@ class Seq2SeqFormat(formats.InputFormat):
 
         lengths = {"inputs": request.lengths["inputs_length"],
                    "targets": request.lengths["targets_length"]}
-        ds = seqio.EncDecFeatureConverter(pack=False)(request.read(lengths), lengths)
+        ds = seqio.EncDecFeatureConverter(pack=request.pack)(request.read(lengths), lengths)
         return batching.batch_padding_last(ds, request.batch_size, request.task,
                                            request.split)

@@ -183,6 +183,23 @@ def test_model_vocabulary_smaller_than_the_task_s_is_refused():
     check_vocab_size(model, 1000, "t")  # equal is fine
 
 
+def test_packing_for_a_model_of_one_example_a_row_is_refused(tmp_path):
+    """BERT pretraining keeps no segment ids of packed examples: ``pack=True`` is
+    refused before anything is built, naming the fix."""
+    from pretrain_lm import optimizers, trainer
+    from pretrain_lm.data import DataConfig
+
+    config = bert.BertConfig(vocab_size=7433, num_layers=1, hidden_size=16, num_heads=2,
+                             intermediate_size=32)
+    data = DataConfig("bert_pretrain_austen_uncased", pack=True,
+                      feature_lengths={"max_seq_length": 32, "max_predictions_per_seq": 4})
+    with pytest.raises(ValueError, match=r"BertPretrainingModel reads one example a row.*"
+                                         r"set DataConfig.pack = False"):
+        trainer.train(model=bert.BertPretrainingModel(config), train_data=data,
+                      optimizer=optimizers.adamw, model_dir=str(tmp_path), batch_size=2,
+                      train_steps=1)
+
+
 def test_gin_includes_work_next_to_a_runs_folder(tmp_path, monkeypatch, repo_root):
     """A `runs/` output folder in the working directory must not break gin includes."""
     (tmp_path / "runs" / "old_run").mkdir(parents=True)

@@ -65,3 +65,31 @@ def test_named_format_gives_the_same_batches_as_the_inferred_one():
     assert named.keys() == inferred.keys()
     for key in named:
         assert (named[key] == inferred[key]).all(), key
+
+
+def test_packing_on_real_pairs_keeps_every_token_and_is_refused_where_unsupported():
+    """The shipped en-de pairs, one a row and packed: the same target tokens in the same
+    order, in fewer rows, with segment ids and positions that restart for each example.
+    A format of one example a row refuses ``pack=True``, naming the fix."""
+    import numpy as np
+
+    def first_rows(pack: bool, n: int) -> dict[str, np.ndarray]:
+        ds = tasks.get_dataset("translate_en_de_debian_l10n", split="validation",
+                               batch_size=n, seed=0, shuffle=False, num_epochs=1,
+                               pack=pack, inputs_length=48, targets_length=48)
+        return next(iter(ds.as_numpy_iterator()))
+
+    single = first_rows(False, 24)
+    packed = first_rows(True, 8)
+    assert {"encoder_segment_ids", "decoder_positions"} <= set(packed)
+    rows = packed["decoder_target_tokens"]
+    tokens_packed = rows[rows > 0]
+    tokens_single = single["decoder_target_tokens"][single["decoder_target_tokens"] > 0]
+    n = len(tokens_packed)
+    assert n > 2 * rows.size // 3  # over two thirds of the positions hold a token
+    np.testing.assert_array_equal(tokens_packed, tokens_single[:n])
+    starts = packed["decoder_positions"] == 0
+    assert (packed["decoder_segment_ids"][starts & (rows > 0)] >= 1).all()
+    with pytest.raises(InputFormatError, match=r"pack=True.*set DataConfig.pack = False"):
+        tasks.get_dataset("austen_novels_bert_uncased", split="train", batch_size=2, seed=0,
+                          shuffle=False, pack=True, max_seq_length=32)
