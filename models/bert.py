@@ -23,7 +23,7 @@ import numpy as np
 import optax
 
 from models import layers
-from models.base import Batch, Metrics, Model, TaskInfo, perplexity
+from models.base import Batch, Metrics, Model, TaskInfo, packing_efficiency, perplexity
 
 Array = jax.Array
 
@@ -81,7 +81,10 @@ class BertEmbeddings(nn.Module):
         self.layer_norm = layers.layer_norm(cfg.layer_norm_epsilon, jnp.dtype(cfg.dtype))
         self.dropout = layers.Dropout(cfg.hidden_dropout_rate)
 
-    def __call__(self, input_ids: Array, segment_ids: Array, *, deterministic: bool) -> Array:
+    def __call__(self, input_ids: Array, segment_ids: Array, *, deterministic: bool,
+                 positions: Array | None = None) -> Array:
+        """``positions``: each row's position ids ``[b, l]`` (packed rows restart at 0 for
+        every example); default ``0 .. l-1``."""
         length = input_ids.shape[-1]
         if length > self.config.max_position_embeddings:
             raise ValueError(
@@ -89,7 +92,8 @@ class BertEmbeddings(nn.Module):
                 f"{self.config.max_position_embeddings}; shorten the data's max_seq_length "
                 "or use a model config with more positions.")
         x = (self.word_embeddings(input_ids)
-             + self.position_embeddings(jnp.arange(length))[None]
+             + self.position_embeddings(jnp.arange(length)[None] if positions is None
+                                        else positions)
              + self.token_type_embeddings(segment_ids))
         x = self.dropout(self.layer_norm(x), deterministic=deterministic)
         return layers.constrain(x, layers.BATCH, layers.LENGTH, layers.EMBED)
@@ -105,6 +109,10 @@ class BertEncoder(nn.Module):
     Returns ``(sequence_output [b, l, h], pooled_output [b, h])``; with
     ``return_all_layers`` the first element is the list of every layer's output
     (embeddings first), which feature-based uses (ELMo-style scalar mixes) need.
+
+    ``input_mask`` is 1 on a row's real tokens and 0 on padding; a packed row numbers its
+    examples 1, 2, ... instead (with ``positions`` restarting for each), and attention
+    stays inside each example (``layers.segment_mask``).
     """
 
     config: BertConfig
@@ -119,16 +127,21 @@ class BertEncoder(nn.Module):
                                    dtype=jnp.dtype(cfg.dtype))
 
     def __call__(self, input_ids: Array, segment_ids: Array, input_mask: Array, *,
-                 deterministic: bool, return_all_layers: bool = False
-                 ) -> tuple[Array | list[Array], Array]:
-        x = self.embeddings(input_ids, segment_ids, deterministic=deterministic)
-        mask = layers.padding_mask(input_mask, input_mask)
+                 deterministic: bool, return_all_layers: bool = False,
+                 positions: Array | None = None) -> tuple[Array | list[Array], Array]:
+        x = self.embeddings(input_ids, segment_ids, deterministic=deterministic,
+                            positions=positions)
+        mask = layers.segment_mask(input_mask, input_mask)
         hidden_states = [x]
         for block in self.blocks:
             x = block(x, mask, deterministic=deterministic)
             hidden_states.append(x)
-        pooled = jnp.tanh(self.pooler(x[:, 0]))
+        pooled = self.pool(x[:, 0])
         return (hidden_states if return_all_layers else x), pooled
+
+    def pool(self, x: Array) -> Array:
+        """BERT's tanh pooler on ``x`` (``[CLS]``'s hidden state, or any position's)."""
+        return jnp.tanh(self.pooler(x))
 
     def attend(self, x: Array) -> Array:
         return self.embeddings.attend(x)
@@ -341,9 +354,21 @@ class BertForFineTuning(nn.Module):
                                               init_stddev=cfg.initializer_range)
 
     def __call__(self, input_ids: Array, segment_ids: Array, input_mask: Array, *,
-                 deterministic: bool) -> Array | tuple[Array, Array]:
+                 deterministic: bool, positions: Array | None = None
+                 ) -> Array | tuple[Array, Array]:
+        """The head's outputs. Packed rows (``positions`` given, ``input_mask`` numbering
+        the examples): the sentence-level heads give ``[b, l, ...]``, each example's output
+        at its first position (its ``[CLS]``), where its label sits."""
         sequence, pooled = self.bert(input_ids, segment_ids, input_mask,
-                                     deterministic=deterministic)
+                                     deterministic=deterministic, positions=positions)
+        if positions is not None and self.head in ("classification", "regression"):
+            features = self.packed_sentence_features(sequence, input_mask)
+            logits = self.classifier(self.dropout(features, deterministic=deterministic))
+            logits = logits.astype(jnp.float32)
+            return logits[..., 0] if self.head == "regression" else logits
+        if positions is not None and self.head == "span":
+            raise ValueError("The span head reads one window a row; set DataConfig.pack = "
+                             "False for SQuAD.")
         if self.head == "span":
             logits = self.classifier(sequence).astype(jnp.float32)
             masked = jnp.where(input_mask[..., None] > 0, logits, -1e9)
@@ -365,6 +390,19 @@ class BertForFineTuning(nn.Module):
         mask = input_mask[..., None].astype(sequence.dtype)
         return jnp.sum(sequence * mask, axis=1) / jnp.maximum(jnp.sum(mask, axis=1), 1.0)
 
+    def packed_sentence_features(self, sequence: Array, example_ids: Array) -> Array:
+        """``[b, l, h]``: at each position, what a sentence-level head reads of that
+        position's example if the position is the example's first (``[CLS]``): the pooler
+        of it, the hidden state, or the mean over the example's tokens."""
+        if self.pooling == "pooler":
+            return self.bert.pool(sequence)
+        if self.pooling == "pooler_reinit":
+            return jnp.tanh(self.head_pooler(sequence))
+        if self.pooling == "cls":
+            return sequence
+        same = layers.segment_mask(example_ids, example_ids)[:, 0].astype(sequence.dtype)
+        return (same @ sequence) / jnp.maximum(jnp.sum(same, axis=-1, keepdims=True), 1.0)
+
 
 @dataclasses.dataclass(frozen=True)
 class BertFineTuningModel(Model):
@@ -376,9 +414,15 @@ class BertFineTuningModel(Model):
     [b] (span), ``label_ids``/``label_weights`` [b, l] (token: the first wordpiece of
     each word carries the word's tag). Losses are means over the weighted examples
     (tokens for ``token``); span loss = (start CE + end CE) / 2 as in ``run_squad.py``.
+
+    Packed batches (``DataConfig.pack``: several examples a row, ``tasks.finetuning.
+    pack_examples``) add ``positions`` [b, l]; ``input_mask`` numbers the examples of a
+    row, and ``label`` / ``example_weight`` are [b, l], set at each example's first
+    position (``label_ids`` / ``label_weights`` stay per position).
     """
 
     input_format = "finetuning"
+    supports_packing = True  # classification, regression and token heads
 
     config: BertConfig = BertConfig()
     head: str = "classification"
@@ -425,7 +469,7 @@ class BertFineTuningModel(Model):
         """The head's logits (see ``BertForFineTuning``)."""
         return self.network.apply(
             {"params": params}, batch["input_ids"], batch["segment_ids"],
-            batch["input_mask"], deterministic=not train,
+            batch["input_mask"], deterministic=not train, positions=batch.get("positions"),
             rngs={"dropout": rng} if train else None)
 
     def contextual_vectors(self, params: dict, batch: Batch) -> dict[str, Array]:
@@ -452,13 +496,15 @@ class BertFineTuningModel(Model):
             metrics["start_accuracy"] = (s_ok, count)
             metrics["end_accuracy"] = (e_ok, count)
         else:
-            token_weight = batch["label_weights"] * weight[:, None]
+            token_weight = batch["label_weights"] * (weight if weight.ndim == 2
+                                                     else weight[:, None])
             nll, correct, count = weighted_cross_entropy(
                 outputs, batch["label_ids"], token_weight)
             metrics["token_accuracy"] = (correct, count)
         loss = nll / jnp.maximum(count, 1e-5)
         metrics["loss"] = (loss, jnp.ones(()))
         metrics["task_loss"] = (nll, count)
+        metrics["packing_efficiency"] = packing_efficiency(batch["input_mask"])
         return loss, metrics
 
     def check_task(self, task: TaskInfo) -> None:

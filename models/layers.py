@@ -224,11 +224,6 @@ def attention_bias_from_mask(mask: Array, dtype: jnp.dtype = jnp.float32) -> Arr
     return jnp.where(mask, 0.0, jnp.finfo(dtype).min).astype(dtype)
 
 
-def padding_mask(query_valid: Array, key_valid: Array) -> Array:
-    """``[batch, 1, q, k]`` mask that is True where both query and key are real tokens."""
-    return (key_valid[:, None, None, :] > 0) & (query_valid[:, None, :, None] > 0)
-
-
 def segment_mask(query_segments: Array, key_segments: Array) -> Array:
     """``[batch, 1, q, k]`` mask that is True where query and key belong to the same
     example: equal segment ids, neither 0 (padding).

@@ -52,8 +52,9 @@ class DataConfig:
         backward classifier's ids with the padding at the end); see
         ``tasks.get_dataset``.
       pack: several examples a row (seqio's packing, with segment ids and positions)
-        instead of one example padded to the full length: the ``seq2seq`` and
-        ``decoder`` formats, for models with ``supports_packing`` (the Transformer, GPT).
+        instead of one example padded to the full length: the ``seq2seq``, ``decoder``
+        and ``finetuning`` formats, for models with ``supports_packing`` (the
+        Transformer, GPT, BERT fine-tuning).
     """
 
     task: str

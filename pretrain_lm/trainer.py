@@ -338,7 +338,8 @@ def train(
             raise ValueError(
                 f"DataConfig.pack=True puts several examples in a row, and "
                 f"{type(model).__name__} reads one example a row (it keeps no segment "
-                "ids); set DataConfig.pack = False, or pack for the Transformer or GPT.")
+                "ids); set DataConfig.pack = False (the Transformer, GPT and BERT "
+                "fine-tuning read packed rows).")
     partitioner = partitioner or Partitioner()
     opt = optimizer(total_steps=schedule_steps or train_steps)
     guard = nonfinite.NonFiniteGuard(on_nonfinite, max_consecutive_skips=max_consecutive_skips,
@@ -480,6 +481,12 @@ def resolve_train_steps(train_steps: int | None, train_epochs: float | None,
                          "--gin.TRAIN_STEPS=1000 or --gin.EPOCHS=3).")
     if train_steps is not None:
         return int(train_steps)
+    if train_data.pack:
+        raise ValueError(
+            "train_epochs counts examples, and a packed row (DataConfig.pack = True) holds "
+            "a varying number of them: give train_steps instead (runs/finetune.gin: "
+            "--gin.EPOCHS=None --gin.trainer.train.train_steps=N; packing_efficiency in the "
+            "summaries says how full the rows are).")
     import tasks
 
     examples = tasks.num_examples(train_data.task, train_data.split)

@@ -11,6 +11,9 @@ says which head and labels it needs and how to score predictions (``tasks.metric
   first wordpiece (``label_weights`` 1 there), words cut by the length limit counted;
 * ``FineTuningFeatureConverter``: pads to fixed shapes, adds ``input_mask`` and
   ``example_weight`` (1; the evaluator pads the last batch with weight-0 rows);
+* ``pack_examples``: several examples a row instead (``tasks.get_dataset(pack=True)``:
+  seqio's packer; each example's label sits at its first position, ``input_mask``
+  numbers the examples of a row, ``positions`` restart for each);
 * ``reverse_documents``: each example's ids right to left before padding (ULMFiT's
   backward classifier, ``tasks.get_dataset(reverse=True)``; the padding stays at the end);
 * ``eval_examples``: the unpadded examples of a split with their metadata (ids, gold
@@ -293,6 +296,71 @@ def reverse_documents(dataset: tf.data.Dataset, head: str, *, name: str = "") ->
     return dataset.map(fn, num_parallel_calls=tf.data.AUTOTUNE)
 
 
+PACKABLE_HEADS = ("classification", "regression", "token")
+POSITIONS = "positions"
+
+
+def pack_examples(ds: tf.data.Dataset, head: str, max_seq_length: int, *, name: str
+                  ) -> tf.data.Dataset:
+    """Several examples a row (seqio's ``trim_and_pack_dataset``), in the features
+    ``models.bert.BertFineTuningModel`` reads packed: ``input_ids``, ``segment_ids``,
+    ``input_mask`` (the example's number in its row: 1, 2, ...; 0 = padding),
+    ``positions`` (0 at each example's ``[CLS]``), and the labels: ``label`` and
+    ``example_weight`` (1) at each example's first position for the sentence-level
+    heads, ``label_ids`` / ``label_weights`` per position for the token head.
+
+    seqio's packer moves int32 features and reads a feature's length as its count of
+    non-zero values, so every feature travels non-zero at every real position: ids and
+    tags shifted by one, floats (regression labels, label weights) as their float32 bit
+    pattern with 0.0 sent as -0.0 (``tf.bitcast``: exact). The span head (SQuAD windows)
+    is refused."""
+    if head not in PACKABLE_HEADS:
+        raise formats.InputFormatError(
+            f"pack=True for fine-tuning packs the {list(PACKABLE_HEADS)} heads; "
+            f"{name!r} has a {head!r} head: set DataConfig.pack = False.")
+
+    def float_bits(x: tf.Tensor) -> tf.Tensor:
+        x = tf.cast(x, tf.float32)
+        return tf.bitcast(tf.where(tf.equal(x, 0.0), tf.constant(-0.0), x), tf.int32)
+
+    def from_bits(x: tf.Tensor) -> tf.Tensor:
+        return tf.bitcast(x, tf.float32) + 0.0  # -0.0 + 0.0 = 0.0
+
+    def encode(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        ids = ex[INPUT_IDS]
+        ones = tf.ones_like(ids)
+        out = {INPUT_IDS: ids, SEGMENT_IDS: ex[SEGMENT_IDS] + 1}
+        if head == "token":
+            out[LABEL_IDS] = ex[LABEL_IDS] + 1
+            out[LABEL_WEIGHTS] = float_bits(ex[LABEL_WEIGHTS])
+        elif head == "classification":
+            out[LABEL] = ones * (tf.cast(ex[LABEL], tf.int32) + 1)
+        else:
+            out[LABEL] = ones * float_bits(ex[LABEL])
+        return out
+
+    def decode(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
+        example_ids = ex[f"{INPUT_IDS}_segment_ids"]
+        real = example_ids > 0
+        out = {INPUT_IDS: ex[INPUT_IDS], SEGMENT_IDS: tf.maximum(ex[SEGMENT_IDS] - 1, 0),
+               INPUT_MASK: example_ids, POSITIONS: ex[f"{INPUT_IDS}_positions"]}
+        if head == "token":
+            out[LABEL_IDS] = tf.maximum(ex[LABEL_IDS] - 1, 0)
+            out[LABEL_WEIGHTS] = tf.where(real, from_bits(ex[LABEL_WEIGHTS]), 0.0)
+            out[EXAMPLE_WEIGHT] = tf.cast(real, tf.float32)
+            return out
+        first = real & tf.equal(out[POSITIONS], 0)
+        out[LABEL] = (tf.where(first, ex[LABEL] - 1, 0) if head == "classification"
+                      else tf.where(first, from_bits(ex[LABEL]), 0.0))
+        out[EXAMPLE_WEIGHT] = tf.cast(first, tf.float32)
+        return out
+
+    ds = ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
+    ds = seqio.utils.trim_and_pack_dataset(
+        ds, {k: max_seq_length for k in ds.element_spec})
+    return ds.map(decode, num_parallel_calls=tf.data.AUTOTUNE)
+
+
 _Spec = seqio.FeatureConverter.FeatureSpec
 
 
@@ -423,13 +491,15 @@ def pad_example(ex: Mapping[str, np.ndarray], max_seq_length: int, pad_id: int
 
 class FineTuningFormat(formats.InputFormat):
     """A fine-tuning head's examples (tasks registered through ``add_task``) ->
-    ``FineTuningFeatureConverter`` batches; ``reverse`` reads each document right to left
-    (``reverse_documents``); a partial last batch gets weight-0 rows."""
+    ``FineTuningFeatureConverter`` batches, or packed rows (``pack``: ``pack_examples``);
+    ``reverse`` reads each document right to left (``reverse_documents``); a partial last
+    batch gets weight-0 rows."""
 
     name = "finetuning"
     required_lengths = ("max_seq_length",)
     example_kind = "fine-tuning examples (tasks/finetuning.py)"
     reads_backward = True
+    packs = True
 
     def accepts(self, provider: seqio.DatasetProviderBase) -> bool:
         return is_finetuning_task(provider)
@@ -443,8 +513,15 @@ class FineTuningFormat(formats.InputFormat):
         if request.reverse:
             ds = reverse_documents(ds, head, name=request.task)
         vocab = request.provider.output_features[INPUT_IDS].vocabulary
-        converter = FineTuningFeatureConverter(head, pad_id=vocab.pad_id)
-        ds = converter(ds, {k: max_seq_length if f.rank else 0
-                            for k, f in converter.TASK_FEATURES.items()})
+        if request.pack:
+            if vocab.pad_id != 0:
+                raise formats.InputFormatError(
+                    f"pack=True pads with id 0, and {request.task!r}'s vocabulary pads with "
+                    f"{vocab.pad_id}: set DataConfig.pack = False.")
+            ds = pack_examples(ds, head, max_seq_length, name=request.task)
+        else:
+            converter = FineTuningFeatureConverter(head, pad_id=vocab.pad_id)
+            ds = converter(ds, {k: max_seq_length if f.rank else 0
+                                for k, f in converter.TASK_FEATURES.items()})
         return batching.batch_padding_last(ds, request.batch_size, request.task,
                                            request.split)

@@ -115,9 +115,9 @@ class InputFormat(abc.ABC):
                 "DataConfig.feature_lengths (or choose the format that reads them).")
         if request.pack and not self.packs:
             raise InputFormatError(
-                f"pack=True (several examples a row) is offered by the 'seq2seq' and "
-                f"'decoder' input formats; {request.task!r} read as {self.name!r} is one "
-                "example a row: set DataConfig.pack = False.")
+                f"pack=True (several examples a row) is offered by the 'seq2seq', "
+                f"'decoder' and 'finetuning' input formats; {request.task!r} read as "
+                f"{self.name!r} is one example a row: set DataConfig.pack = False.")
         if request.reverse and not self.reads_backward:
             raise InputFormatError(
                 f"reverse=True (backward reading) needs BPTT streams (bptt=...) or a "

@@ -91,5 +91,5 @@ def test_packing_on_real_pairs_keeps_every_token_and_is_refused_where_unsupporte
     starts = packed["decoder_positions"] == 0
     assert (packed["decoder_segment_ids"][starts & (rows > 0)] >= 1).all()
     with pytest.raises(InputFormatError, match=r"pack=True.*set DataConfig.pack = False"):
-        tasks.get_dataset("austen_novels_bert_uncased", split="train", batch_size=2, seed=0,
-                          shuffle=False, pack=True, max_seq_length=32)
+        tasks.get_dataset("ner_austen", split="train", batch_size=2, seed=0,
+                          shuffle=False, pack=True, targets_length=32)

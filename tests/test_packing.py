@@ -160,3 +160,96 @@ def test_segment_mask_reads_padding_and_segments():
     mask = np.asarray(layers.segment_mask(q, q))[0, 0]
     np.testing.assert_array_equal(mask, [[1, 1, 0, 0], [1, 1, 0, 0], [0, 0, 1, 0],
                                          [0, 0, 0, 0]])
+
+
+# ---------------------------------------------------------------------------------------
+# BERT fine-tuning: several [CLS] A [SEP] B [SEP] examples a row, labels at each [CLS].
+
+
+def _bert_examples(head: str, n: int) -> list[dict[str, np.ndarray]]:
+    """``n`` pair examples of 5-20 wordpieces (101 = [CLS], 102 = [SEP]) with labels."""
+    rng = np.random.default_rng(3)
+    out = []
+    for _ in range(n):
+        a, b = rng.integers(2, 9, 2)
+        ids = np.concatenate([[101], rng.integers(1000, 1100, a), [102],
+                              rng.integers(1000, 1100, b), [102]]).astype(np.int32)
+        ex = {"input_ids": ids,
+              "segment_ids": np.array([0] * (a + 2) + [1] * (b + 1), np.int32)}
+        if head == "classification":
+            ex["label"] = np.int32(rng.integers(0, 3))
+        elif head == "regression":
+            ex["label"] = np.float32(rng.uniform(0, 5))
+        else:
+            ex["label_ids"] = rng.integers(0, 3, len(ids)).astype(np.int32)
+            ex["label_weights"] = (rng.uniform(size=len(ids)) < 0.6).astype(np.float32)
+        out.append(ex)
+    return out
+
+
+def _dataset(examples: list[dict[str, np.ndarray]]) -> tf.data.Dataset:
+    signature = {k: tf.TensorSpec(np.shape(v), tf.as_dtype(np.asarray(v).dtype))
+                 if np.ndim(v) == 0 else tf.TensorSpec([None], tf.as_dtype(v.dtype))
+                 for k, v in examples[0].items()}
+    return tf.data.Dataset.from_generator(lambda: iter(examples), output_signature=signature)
+
+
+def _stack(ds: tf.data.Dataset) -> dict[str, np.ndarray]:
+    rows = list(ds.as_numpy_iterator())
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}
+
+
+@pytest.mark.parametrize("head,pooling", [("classification", "pooler"),
+                                          ("classification", "mean"),
+                                          ("regression", "cls"),
+                                          ("token", "pooler")])
+def test_packed_bert_finetuning_examples_equal_unpacked(head, pooling):
+    """Nine pairs, one a row (the converter) and packed (``pack_examples``): each
+    example's outputs (read at its [CLS] for the sentence heads, at every labelled
+    wordpiece for the token head) and the batch loss equal within 1e-5."""
+    import jax
+
+    from models import bert
+    from tasks import finetuning as ft
+
+    length = 48
+    config = bert.BertConfig(vocab_size=1200, num_layers=2, hidden_size=32, num_heads=4,
+                             intermediate_size=64, max_position_embeddings=64,
+                             hidden_dropout_rate=0.0, attention_dropout_rate=0.0)
+    num_labels = 1 if head == "regression" else 3
+    model = bert.BertFineTuningModel(config, head=head, num_labels=num_labels,
+                                     max_seq_length=length, pooling=pooling)
+    params = model.init(jax.random.PRNGKey(0), model.example_batch(2))
+    examples = _bert_examples(head, 9)
+    converter = ft.FineTuningFeatureConverter(head)
+    single = _stack(converter(_dataset(examples),
+                              {k: length if s.rank else 0
+                               for k, s in converter.TASK_FEATURES.items()}))
+    packed = _stack(ft.pack_examples(_dataset(examples), head, length, name="test"))
+    assert len(packed["input_ids"]) < len(examples) and packed["input_mask"].max() >= 3
+    out_single = np.asarray(model.apply(params, single))
+    out_packed = np.asarray(model.apply(params, packed))
+    if head == "token":
+        a = out_single[single["label_weights"] > 0]
+        b = out_packed[packed["label_weights"] > 0]
+    else:
+        a = out_single
+        b = out_packed[packed["example_weight"] > 0]  # each example's [CLS], in order
+        labels = packed["label"][packed["example_weight"] > 0]
+        np.testing.assert_allclose(labels, single["label"], rtol=0)  # bit-exact labels
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    loss_single, _ = model.loss(params, single, rng=None, train=False)
+    loss_packed, metrics = model.loss(params, packed, rng=None, train=False)
+    np.testing.assert_allclose(loss_single, loss_packed, rtol=1e-5)
+    fill = metrics["packing_efficiency"]
+    assert float(fill[0] / fill[1]) > 0.5
+
+
+def test_packing_refuses_the_span_head():
+    from tasks import finetuning as ft
+    from tasks.formats import InputFormatError
+
+    with pytest.raises(InputFormatError, match=r"'span' head: set DataConfig.pack = False"):
+        ft.pack_examples(_dataset(_bert_examples("classification", 2)), "span", 32,
+                         name="squad")
