@@ -57,9 +57,12 @@ def evaluate_checkpoints(
     batch_size: int = 32,
     partitioner: Partitioner | None = None,
     progress: bool = True,
+    length_buckets: int = 1,
 ) -> list[TaskResult]:
     """Scores the ``checkpoint`` (``latest``, ``all`` or a step) of ``model_dir`` on
-    every task (names of tasks or mixtures) and writes the results (module docstring)."""
+    every task (names of tasks or mixtures) and writes the results (module docstring).
+    ``length_buckets`` > 1 batches examples of similar length (``evaluators.predict_split``:
+    the same scores, fewer padded positions)."""
     import tasks as tasks_lib
     from pretrain_lm import checkpoints
     from pretrain_lm.checkpoints import Checkpointer, check_vocabulary
@@ -69,7 +72,8 @@ def evaluate_checkpoints(
 
     partitioner = partitioner or Partitioner()
     evaluators = [TaskMetrics(task=name, split=split, batch_size=batch_size,
-                              max_seq_length=model.max_seq_length, progress=progress)
+                              max_seq_length=model.max_seq_length, progress=progress,
+                              length_buckets=length_buckets)
                   for name in tasks]  # the evaluator of the training loop, on checkpoints
     for name in (n for evaluator in evaluators for n in evaluator.task_names()):
         model.check_task(tasks_lib.task_info(name))

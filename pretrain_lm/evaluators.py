@@ -91,12 +91,19 @@ class Predictor:
 
 def predict_split(predictor: Predictor, params: Any, task: str, split: str, *,
                   batch_size: int, max_seq_length: int, progress: bool = True,
-                  state: Any = None
+                  state: Any = None, length_buckets: int = 1
                   ) -> tuple[list[dict[str, np.ndarray]], dict[str, np.ndarray]]:
     """Every example of ``split`` (with metadata) and the model outputs, row-aligned
     (``state``: the restored model state, for models that keep one). The last batch is
-    padded with weight-0 rows: nothing is dropped."""
+    padded with weight-0 rows: nothing is dropped.
+
+    ``length_buckets`` > 1: batches of examples of similar length, each as wide as the
+    narrowest of that many widths that holds it (``tasks.batching.length_bucketed_batches``;
+    one compiled program per width); per-position outputs are padded back to
+    ``max_seq_length`` (logits with -1e9, as the model masks padding), so the outputs and
+    the metrics are those of full-width batches."""
     import tasks
+    from tasks import batching
     from tasks import finetuning as ft
 
     vocab = tasks.get_vocabulary(task)
@@ -105,17 +112,26 @@ def predict_split(predictor: Predictor, params: Any, task: str, split: str, *,
         raise ValueError(f"Split {split!r} of task {task!r} holds no examples.")
     if batch_size % predictor.partitioner.data_size:
         batch_size += predictor.partitioner.data_size - batch_size % predictor.partitioner.data_size
-    outputs: dict[str, list[np.ndarray]] = {}
-    bar = tqdm(range(0, len(examples), batch_size), desc=f"eval {task}/{split}", unit="batch",
+    per_position = ft.get_spec(task).head in ("span", "token")
+    batches = batching.length_bucketed_batches(
+        [len(ex[ft.INPUT_IDS]) for ex in examples], batch_size, max_seq_length,
+        length_buckets)
+    merged: dict[str, np.ndarray] = {}
+    bar = tqdm(batches, desc=f"eval {task}/{split}", unit="batch",
                disable=not (progress and jax.process_index() == 0), dynamic_ncols=True)
-    for start in bar:
-        rows = [ft.pad_example(ex, max_seq_length, vocab.pad_id)
-                for ex in examples[start:start + batch_size]]
+    for indices, width in bar:
+        rows = [ft.pad_example(examples[i], width, vocab.pad_id) for i in indices]
         rows += [jax.tree.map(np.zeros_like, rows[0])] * (batch_size - len(rows))
         batch = {k: np.stack([r[k] for r in rows]) for k in rows[0]}
         for k, v in predictor(params, batch, state).items():
-            outputs.setdefault(k, []).append(v)
-    merged = {k: np.concatenate(v)[:len(examples)] for k, v in outputs.items()}
+            v = np.asarray(v)[:len(indices)]
+            if per_position and width < max_seq_length:
+                fill = -1e9 if "logits" in k else 0
+                v = np.pad(v, [(0, 0), (0, max_seq_length - width)] + [(0, 0)] * (v.ndim - 2),
+                           constant_values=fill)
+            if k not in merged:
+                merged[k] = np.zeros((len(examples), *v.shape[1:]), v.dtype)
+            merged[k][indices] = v
     return examples, merged
 
 
@@ -178,6 +194,7 @@ class TaskMetrics(Evaluator):
     batch_size: int = 32
     max_seq_length: int = 128
     progress: bool = False
+    length_buckets: int = 1  # > 1: batches of similar length (``predict_split``)
 
     def __post_init__(self) -> None:
         self._predictor: Predictor | None = None
@@ -211,7 +228,7 @@ class TaskMetrics(Evaluator):
             examples, outputs = predict_split(
                 predictor, params, name, self.split, batch_size=self.batch_size,
                 max_seq_length=self.max_seq_length, progress=self.progress,
-                state=model_state)
+                state=model_state, length_buckets=self.length_buckets)
             metrics, predictions = score(name, examples, outputs)
             truncated = sum(int(ex.get(ft.TRUNCATED, 0) > 0) for ex in examples)
             results.append(TaskEvaluation(name, metrics, examples, predictions, truncated))
@@ -239,6 +256,7 @@ class Bleu(Evaluator):
     max_length: int = 64
     batch_size: int = 64
     max_examples: int | None = None
+    length_buckets: int = 1  # > 1: batches of similar length (``mt.translate_all``)
 
     def __post_init__(self) -> None:
         self._data: tuple[list[str], list[str]] | None = None
@@ -270,7 +288,7 @@ class Bleu(Evaluator):
         hypotheses, _ = mt.translate_all(
             model, params, tasks.get_vocabulary(self.task), sources,
             inputs_length=self.inputs_length, batch_size=self.batch_size, progress=False,
-            translate_fn=self._translate)
+            translate_fn=self._translate, length_buckets=self.length_buckets)
         scores = mt.bleu(hypotheses, references, sources)
         return {f"{self.task}/bleu": float(scores["bleu"]),
                 f"{self.task}/chrf": float(scores["chrf"])}

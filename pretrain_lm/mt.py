@@ -35,10 +35,17 @@ def make_translate_fn(model: Any, *, method: str = "beam", beam_size: int = 4,
 
 def translate_all(model: Any, params: Any, vocab: Any, sources: list[str], *,
                   inputs_length: int, batch_size: int = 64, progress: bool = True,
-                  translate_fn: Any = None, **options: Any) -> tuple[list[str], dict[str, int]]:
+                  translate_fn: Any = None, length_buckets: int = 1, **options: Any
+                  ) -> tuple[list[str], dict[str, int]]:
     """Detokenised translations of ``sources``; counts the sources cut to fit.
     ``translate_fn``: a ``make_translate_fn`` result to reuse (else one is made from
-    ``options``)."""
+    ``options``). ``length_buckets`` > 1: batches of sources of similar length, each as
+    wide as the narrowest of that many widths that holds it
+    (``tasks.batching.length_bucketed_batches``), so short sentences are not encoded at
+    the full width and a batch stops early with its longest item; the translations come
+    back in the sources' order."""
+    from tasks import batching
+
     ids = [vocab.encode(s) for s in sources]
     empty = [i for i, x in enumerate(ids) if not x]
     if empty:
@@ -51,19 +58,21 @@ def translate_all(model: Any, params: Any, vocab: Any, sources: list[str], *,
                         counts["sources_truncated"], len(ids), inputs_length)
     fn = translate_fn or make_translate_fn(model, **options)
     eos = options.get("eos_id", 1)
-    out: list[str] = []
+    out: list[str] = [""] * len(ids)
     rng = jax.random.key(0)
-    for start in tqdm(range(0, len(ids), batch_size), desc="decode", unit="batch",
-                      disable=not progress):
-        chunk = ids[start:start + batch_size]
-        batch = np.zeros((batch_size, inputs_length), np.int32)
-        for row, x in enumerate(chunk):
-            batch[row, :min(len(x), inputs_length)] = x[:inputs_length]
-        tokens = np.asarray(fn(params, jnp.asarray(batch), jax.random.fold_in(rng, start)))
-        for row in range(len(chunk)):
+    batches = batching.length_bucketed_batches([len(x) for x in ids], batch_size,
+                                               inputs_length, length_buckets)
+    for number, (indices, width) in enumerate(tqdm(batches, desc="decode", unit="batch",
+                                                   disable=not progress)):
+        batch = np.zeros((batch_size, width), np.int32)
+        for row, i in enumerate(indices):
+            batch[row, :min(len(ids[i]), width)] = ids[i][:width]
+        tokens = np.asarray(fn(params, jnp.asarray(batch),
+                               jax.random.fold_in(rng, number * batch_size)))
+        for row, i in enumerate(indices):
             seq = [int(t) for t in tokens[row]]
             seq = seq[:seq.index(eos)] if eos in seq else seq
-            out.append(vocab.decode([t for t in seq if t > 0]))
+            out[i] = vocab.decode([t for t in seq if t > 0])
     return out, counts
 
 

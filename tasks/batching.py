@@ -5,6 +5,9 @@
   every example exactly once.
 * ``batch_dropping_last``: a partial last batch is dropped, logged and counted as
   ``examples_dropped_by_batching`` (BERT pretraining, whose rows carry no weight).
+* ``length_bucketed_batches``: for evaluation and decoding over a whole split, batches of
+  examples of similar length, each as wide as the narrowest of a few fixed widths that
+  holds its longest example (so XLA compiles at most that many programs).
 * ``hide_accelerators_from_tensorflow``: the pipelines run on the host; TF must not take
   accelerator memory from JAX.
 
@@ -17,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import typing
 
+import numpy as np
 from absl import logging
 
 from tasks import preprocessors as pp
@@ -92,3 +96,36 @@ def batch_dropping_last(ds: tf.data.Dataset, batch_size: int, name: str, split: 
     ds = ds.map(lambda b: {k: tf.ensure_shape(v, [batch_size, *v.shape[1:]])
                            for k, v in b.items()})
     return _finish(ds)
+
+
+def bucket_widths(max_length: int, num_buckets: int, multiple: int = 8) -> list[int]:
+    """``num_buckets`` row widths up to ``max_length``: ``max_length * i / num_buckets``,
+    rounded up to a multiple of ``multiple`` (and never past ``max_length``)."""
+    widths = {min(max_length, -(-max_length * i // num_buckets // multiple) * multiple)
+              for i in range(1, num_buckets + 1)}
+    return sorted(w for w in widths if w > 0)
+
+
+def length_bucketed_batches(lengths: typing.Sequence[int], batch_size: int, max_length: int,
+                            num_buckets: int = 1) -> list[tuple[np.ndarray, int]]:
+    """``(example indices, width)`` of each batch over a whole split.
+
+    ``num_buckets=1``: the examples in order, every batch ``max_length`` wide. More: the
+    examples sorted by length (stable, so equal lengths keep their order) and each batch
+    as wide as the narrowest of ``bucket_widths`` that holds its longest example. A
+    caller puts each output back at its example's index, so the results are the same
+    as in order; examples longer than ``max_length`` get the full width (cut, as before).
+    """
+    lengths = np.asarray(lengths)
+    if num_buckets <= 1:
+        order = np.arange(len(lengths))
+        widths = [max_length]
+    else:
+        order = np.argsort(lengths, kind="stable")
+        widths = bucket_widths(max_length, num_buckets)
+    batches = []
+    for start in range(0, len(order), batch_size):
+        indices = order[start:start + batch_size]
+        longest = int(lengths[indices].max()) if len(indices) else 0
+        batches.append((indices, next((w for w in widths if w >= longest), max_length)))
+    return batches

@@ -208,3 +208,20 @@ def test_a_restored_data_iterator_continues_with_the_next_batch(tmp_path):
         other.restore(str(tmp_path))
     with pytest.raises(ValueError, match="not divisible by the input shards"):
         DataIterator(config, 3, partitioner, input_format="decoder")
+
+
+def test_length_bucketed_batches_cover_every_example_once_at_a_width_that_holds_it():
+    from tasks import batching
+
+    assert batching.bucket_widths(128, 4) == [32, 64, 96, 128]
+    assert batching.bucket_widths(50, 3) == [24, 40, 50]
+    lengths = [5, 40, 17, 33, 8, 128, 2, 64, 9]
+    in_order = batching.length_bucketed_batches(lengths, 4, 128)
+    assert [list(i) for i, _ in in_order] == [[0, 1, 2, 3], [4, 5, 6, 7], [8]]
+    assert {w for _, w in in_order} == {128}
+    bucketed = batching.length_bucketed_batches(lengths, 4, 128, num_buckets=4)
+    seen = np.concatenate([i for i, _ in bucketed])
+    assert sorted(seen) == list(range(len(lengths)))
+    for indices, width in bucketed:
+        assert max(lengths[i] for i in indices) <= width
+    assert [w for _, w in bucketed] == [32, 64, 128]

@@ -122,6 +122,52 @@ def test_ner_tags_sit_on_first_wordpieces_and_cut_words_score_as_o():
     assert scores["recall"] < 100.0 and scores["precision"] == 100.0
 
 
+@pytest.mark.parametrize("head", ["classification", "token"])
+def test_length_bucketed_evaluation_gives_the_same_outputs_and_metrics(head):
+    """``predict_split`` with batches of similar length at 3 widths (and the examples
+    put back in order) gives the outputs and metrics of full-width batches in order:
+    the classification logits within 1e-5, the tag predictions at every example's
+    positions equal (the outputs are padded back to the full length)."""
+    import jax
+
+    from models import bert
+    from pretrain_lm.partitioning import Partitioner
+
+    if head == "classification":
+        task, labels = AUSTEN, glue.AUSTEN_NOVELS
+    else:
+        sentences = _austen_sentences(40, start=300)
+        words = [s.split() for s in sentences]
+        rows = [{"tokens": w, "ner": [i % 3 for i in range(len(w))]} for w in words]
+        sig = {"tokens": tf.TensorSpec([None], tf.string),
+               "ner": tf.TensorSpec([None], tf.int64)}
+        task, labels = "ner_bucket_test", tasks.conll.CONLL_TAGS
+        _register(task, "token", rows, sig, ft.encode_tagged_words, label_names=labels,
+                  metric_fn=metrics.ner_f1)
+    config = bert.BertConfig(vocab_size=30522, num_layers=1, hidden_size=32, num_heads=2,
+                             intermediate_size=64)
+    model = bert.BertFineTuningModel(config, head=head, num_labels=len(labels),
+                                     max_seq_length=64)
+    params = model.init(jax.random.PRNGKey(0), model.example_batch(2))
+    predictor = evaluators.Predictor(model, Partitioner(num_devices=1))
+    common = dict(batch_size=16, max_seq_length=64, progress=False)
+    examples, full = evaluators.predict_split(predictor, params, task, "validation",
+                                              **common)
+    _, bucketed = evaluators.predict_split(predictor, params, task, "validation",
+                                           length_buckets=3, **common)
+    lengths = [len(ex["input_ids"]) for ex in examples]
+    assert min(lengths) <= 16 < max(lengths)  # more than one width is used
+    assert full.keys() == bucketed.keys()
+    for key in full:
+        assert full[key].shape == bucketed[key].shape
+        for i, n in enumerate(lengths):  # per-position outputs: the example's positions
+            a, b = (full[key][i], bucketed[key][i]) if head != "token" else (
+                full[key][i, :n], bucketed[key][i, :n])
+            np.testing.assert_allclose(a, b, atol=1e-5, rtol=1e-5)
+    assert (evaluators.score(task, examples, full)[0]
+            == evaluators.score(task, examples, bucketed)[0])
+
+
 @pytest.mark.parametrize("version_2", [False, True])
 def test_squad_windows_and_answers_round_trip_through_the_task(version_2):
     """Oracle logits at the labelled positions recover every answer (and the null answer)."""
