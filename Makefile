@@ -45,12 +45,16 @@ test: install
 test-slow: install
 	$(PY) -m pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist loadfile -m slow tests
 
+# Real-data benchmarks read PRETRAIN_LM_DATA_DIR (Multi30k, SST-2); the summary lists
+# every ratio of this run against its goal (results/bench_summary.json).
 bench: install
 	$(PY) -m benchmarks.bert_step
 	$(PY) -m benchmarks.input_pipeline
 	$(PY) -m benchmarks.transformer_mt
+	$(PY) -m benchmarks.finetune_step
 	$(PY) -m benchmarks.awd_lstm
 	$(PY) -m benchmarks.elmo
+	$(PY) -m benchmarks.summary --since=14400
 
 lint: install
 	$(PY) -m ruff check .

@@ -19,6 +19,8 @@ Writes `results/bench_bert_step.json`.
 
 from __future__ import annotations
 
+import os
+
 import jax
 import numpy as np
 from absl import app, flags
@@ -132,6 +134,7 @@ def main(argv: list[str]) -> None:
     print(f"config: L{layers} H{hidden} A{heads} I{4 * hidden} vocab {vocab}, batch {batch} x "
           f"seq {seq}, {preds} masked positions; {flops / tokens / 1e6:.2f} MFLOP/token")
     batch_np = random_batch(batch, seq, vocab, preds)
+    load_before = os.getloadavg()[0]
     results = {"config": dict(layers=layers, hidden=hidden, heads=heads, batch=batch, seq=seq,
                               vocab=vocab, predictions=preds),
                "matmul_peak_flops": peak, "model_flops_per_step": flops}
@@ -149,6 +152,7 @@ def main(argv: list[str]) -> None:
         ratio = rows[1][1] / rows[0][1]
         results["speedup_vs_peer"] = ratio
         print(f"ours / peer tokens/s: {ratio:.2f}x")
+    results["load_average"] = [load_before, os.getloadavg()[0]]
     write_results(_OUTPUT.value, results)
 
 

@@ -1,7 +1,8 @@
 r"""MT Transformer: training step and beam-search decoding, against HuggingFace Marian.
 
-    python -m benchmarks.transformer_mt [--steps=10 --decode_batches=3 --batch=64 \
-        --decode_batch=32 --length=48 --beam=4 --alpha=0.6 --peer=true]
+    PRETRAIN_LM_DATA_DIR=../shared/data python -m benchmarks.transformer_mt [--steps=10 \
+        --decode_batches=3 --batch=64 --decode_batch=32 --length=48 --beam=4 --alpha=0.6 \
+        --real_steps=10 --real_rows=24 --real_length=128 --peer=true]
 
 One small Transformer (d_model 256, 3+3 layers, 4 heads, d_ff 1024, vocab 8000, post-LN,
 sinusoidal positions, scaled and shared embeddings, ReLU), source and target length 48,
@@ -17,6 +18,12 @@ in one run on this machine:
    Model FLOPs: ``TranslationModel.flops_per_example`` (padded lengths, matmuls only,
    backward = 2x forward), the same count for both; MFU = model FLOP/s / matmul peak;
    tokens/s counts the real (non-pad) target tokens;
+   Then, on real data (``--real_steps``, skipped when the data directory lacks
+   Multi30k): the first training batches of Multi30k en-de (``spm_en_de_4k`` pieces),
+   ours packed into ``--real_rows`` x ``--real_length`` rows (``DataConfig.pack``), the
+   peer on the same pairs at every step, one a row, padded to the longest of the batch
+   (``DataCollatorForSeq2Seq``'s padding): the same real target tokens per step for both,
+   so their ratio of real target tokens per second is the ratio of step times;
 3. beam search, beam 4, HF length penalty (``alpha``), early stopping, up to ``length``
    new tokens, batches of 32 padded random source sentences: ours is the jitted
    ``encode + decoding.beam_search(..., length_penalty="hf")`` with the weights converted
