@@ -75,6 +75,14 @@ _REAL_STEPS = flags.DEFINE_integer(
 _REAL_ROWS = flags.DEFINE_integer("real_rows", 24, "Packed rows per real-data batch.")
 _REAL_LENGTH = flags.DEFINE_integer(
     "real_length", 128, "Length of the packed real-data rows (the longest pair it keeps).")
+_TRAINED_DIR = flags.DEFINE_string(
+    "trained_dir", None, "A trained run of --trained_gin (e.g. runs/multi30k): decode its "
+    "test split with its own weights, ours against HF generate on the same weights "
+    "converted to MarianMTModel (None: skip).")
+_TRAINED_GIN = flags.DEFINE_string("trained_gin", "transformer/benchmark_multi30k.gin",
+                                   "The gin file of --trained_dir.")
+_TRAINED_SENTENCES = flags.DEFINE_integer("trained_sentences", 256,
+                                          "Test sentences decoded by each (0: all).")
 _PEER = flags.DEFINE_bool("peer", True, "Also time HuggingFace transformers (PyTorch).")
 _OUTPUT = flags.DEFINE_string("output", "results/bench_transformer_mt.json", "JSON results.")
 
@@ -318,7 +326,7 @@ def ours_translator(hf_model: Any, source_length: int, max_new: int, beam: int,
                     alpha: float) -> Callable[[np.ndarray], list[list[int]]]:
     """Source ids -> best hypotheses, through jitted encode + ``decoding.beam_search`` with
     the weights converted from ``hf_model``."""
-    from models import decoding, transformer
+    from models import transformer
     from pretrain_lm.tools import interop_transformer
 
     config = our_config(0.0)
@@ -326,6 +334,14 @@ def ours_translator(hf_model: Any, source_length: int, max_new: int, beam: int,
     params = jax.device_put(interop_transformer.transformer_params_from_marian(state, config))
     model = transformer.TranslationModel(config, max_source_length=source_length,
                                          max_target_length=max_new)
+    return beam_translator(model, params, max_new, beam, alpha)
+
+
+def beam_translator(model: Any, params: Any, max_new: int, beam: int, alpha: float
+                    ) -> Callable[[np.ndarray], list[list[int]]]:
+    """Source ids -> best hypotheses of ``model`` with ``params``: jitted encode +
+    ``decoding.beam_search`` (HF's length penalty, early stopping)."""
+    from models import decoding
 
     @jax.jit
     def translate(params: dict, inputs: jax.Array) -> jax.Array:
@@ -370,6 +386,96 @@ def time_decoding(translators: list[Callable[[np.ndarray], list[list[int]]]],
             if i:
                 seconds[j].append(time.perf_counter() - start)
     return list(zip(seconds, outputs, strict=True))
+
+
+def decode_trained(results: dict[str, Any], model_dir: str, gin_file: str, count: int,
+                   batch: int, beam: int, alpha: float) -> None:
+    """Beam search on the real test split with a trained model of ours, and HF
+    ``generate`` on the same weights (``marian_state_from_transformer_params``): the
+    same batches (sorted by length, 4 widths), every width warmed up (compiled) first,
+    then timed batch by batch in turn; sacrebleu BLEU of both and the identical share."""
+    import gin
+    import torch
+    import transformers
+
+    import tasks
+    from pretrain_lm import gin_utils
+    from pretrain_lm.inference import restore_params
+    from pretrain_lm.mt import bleu, split_sources_and_references
+    from pretrain_lm.tools import interop_transformer
+    from tasks import batching
+
+    gin_utils.parse([gin_file], [f"MODEL_DIR = '{model_dir}'"])
+    try:
+        model = gin.query_parameter("%MODEL").scoped_configurable_fn()
+        task = gin_utils.macro("MIXTURE_OR_TASK_NAME")
+        params, step = restore_params(model, model_dir, "latest", task=task)
+    finally:
+        gin.clear_config()
+    cfg = model.config
+    transformers.logging.set_verbosity_error()
+    hf = transformers.MarianMTModel(transformers.MarianConfig(
+        vocab_size=cfg.vocab_size, d_model=cfg.d_model, encoder_layers=cfg.num_encoder_layers,
+        decoder_layers=cfg.num_decoder_layers, encoder_attention_heads=cfg.num_heads,
+        decoder_attention_heads=cfg.num_heads, encoder_ffn_dim=cfg.d_ff,
+        decoder_ffn_dim=cfg.d_ff, activation_function=cfg.activation,
+        max_position_embeddings=cfg.max_length, scale_embedding=cfg.scale_embeddings,
+        pad_token_id=PAD, eos_token_id=EOS, decoder_start_token_id=START,
+        forced_eos_token_id=None, dropout=0.0, attention_dropout=0.0,
+        activation_dropout=0.0, attn_implementation="sdpa")).eval()
+    template = {k: v.numpy() for k, v in hf.state_dict().items()}
+    state = interop_transformer.marian_state_from_transformer_params(
+        jax.device_get(params), cfg, template)
+    hf.load_state_dict({k: torch.from_numpy(v) for k, v in state.items()})
+    sources, references = split_sources_and_references(task, "test")
+    if count:
+        sources, references = sources[:count], references[:count]
+    vocab = tasks.get_vocabulary(task)
+    ids = [vocab.encode(x)[:model.max_source_length] for x in sources]
+    groups = batching.length_bucketed_batches([len(x) for x in ids], batch,
+                                              model.max_source_length, 4)
+    arrays = []
+    for indices, width in groups:
+        rows = np.zeros((batch, width), np.int32)
+        for r, i in enumerate(indices):
+            rows[r, :len(ids[i])] = ids[i]
+        arrays.append(rows)
+    max_new = 96
+    translators = [beam_translator(model, params, max_new, beam, alpha),
+                   peer_translator(hf, max_new, beam, alpha)]
+    for width in sorted({a.shape[1] for a in arrays}):  # compile / warm up every width
+        for translate in translators:
+            translate(next(a for a in arrays if a.shape[1] == width))
+    seconds: list[list[float]] = [[], []]
+    outputs: list[list[list[int]]] = [[None] * len(ids), [None] * len(ids)]
+    for (indices, _), rows in zip(groups, arrays, strict=True):
+        for j, translate in enumerate(translators):
+            start = time.perf_counter()
+            out = translate(rows)
+            seconds[j].append(time.perf_counter() - start)
+            for r, i in enumerate(indices):
+                outputs[j][i] = out[r]
+    texts = [[vocab.decode([t for t in o if t not in (PAD, EOS)]) for o in outs]
+             for outs in outputs]
+    same = sum(a == b for a, b in zip(outputs[0], outputs[1], strict=True))
+    names = ["pretrain_lm beam_search (JAX)", "transformers generate (PyTorch)"]
+    record: dict[str, Any] = {"model_dir": model_dir, "step": int(step), "task": task,
+                              "sentences": len(ids), "batch": batch,
+                              "identical_outputs": same}
+    print(f"\nbeam search with the trained weights of {model_dir} (step {step}) on "
+          f"{len(ids)} {task} test sentences, batches of {batch} sorted by length, beam "
+          f"{beam}, HF length penalty {alpha}, early stopping, <= {max_new} new tokens:")
+    print(f"{'implementation':40s} {'seconds':>8s} {'sent/s':>8s} {'BLEU':>6s}")
+    for name, secs, hyp in zip(names, seconds, texts, strict=True):
+        score = bleu(hyp, references, sources)["bleu"]
+        record[name] = {"seconds": sum(secs), "sentences_per_sec": len(ids) / sum(secs),
+                        "bleu": score, "batch_seconds": secs}
+        print(f"{name:40s} {sum(secs):8.1f} {len(ids) / sum(secs):8.1f} {score:6.2f}")
+    ratio = sum(seconds[1]) / sum(seconds[0])
+    record["speedup_vs_peer"] = ratio
+    print(f"ours / peer sentences/s: {ratio:.2f}x (goal >= 1.2x); identical best "
+          f"hypotheses: {same}/{len(ids)}")
+    results["decode_trained"] = record
 
 
 # ----------------------------------------------------------------------------- main
@@ -475,6 +581,9 @@ def main(argv: list[str]) -> None:
         print(f"ours / peer sentences/s: {ratio:.2f}x, best batches {best_ratio:.2f}x "
               f"(goal >= 1.2x); identical best hypotheses: {same}/{total} (warm-up batch "
               "included)")
+    if _TRAINED_DIR.value and _PEER.value:
+        decode_trained(results, _TRAINED_DIR.value, _TRAINED_GIN.value,
+                       _TRAINED_SENTENCES.value, _DECODE_BATCH.value, beam, alpha)
     write_results(_OUTPUT.value, results)
 
 

@@ -1,8 +1,11 @@
-"""HuggingFace ``MarianMTModel`` and ``GPT2LMHeadModel`` weights -> our Transformer / GPT.
+"""HuggingFace ``MarianMTModel`` and ``GPT2LMHeadModel`` weights -> our Transformer / GPT,
+and our Transformer back to a ``MarianMTModel`` state dict.
 
 Plain ``{name: numpy array}`` state dicts in, our parameter trees out (no torch import).
 Every source tensor must find a place and every parameter must be filled; leftovers are
-one ``ConversionError``. Used by the parity tests and to start from HF checkpoints.
+one ``ConversionError``. Used by the parity tests, to start from HF checkpoints, and
+(``marian_state_from_transformer_params``) to decode a trained model of ours with HF
+``generate`` on the same weights (``benchmarks.transformer_mt --trained_dir``).
 """
 
 from __future__ import annotations
@@ -89,6 +92,48 @@ def transformer_params_from_marian(state: Mapping[str, np.ndarray],
         s.used.add("final_logits_bias")
     s.check_all_used()
     return params
+
+
+def marian_state_from_transformer_params(params: Mapping, config: TransformerConfig,
+                                         template: Mapping[str, np.ndarray]
+                                         ) -> dict[str, np.ndarray]:
+    """Our ``EncoderDecoder`` params -> a ``MarianMTModel`` state dict: the exact inverse
+    of ``transformer_params_from_marian``, found by sending every element's index through
+    it (so the two cannot drift apart). ``template``: the state dict of a
+    ``MarianMTModel`` of the same config, for the shapes and for the tensors the
+    conversion does not read (sinusoidal positions); the tied copies of the shared
+    embedding (``lm_head``, ``encoder`` / ``decoder.embed_tokens``) are filled from it."""
+    import jax
+
+    names = sorted(template)
+    offsets, total = {}, 0
+    for name in names:
+        offsets[name] = total
+        total += int(np.asarray(template[name]).size)
+    if total >= 2**24:
+        raise ConversionError(f"{total} elements: too many to trace exactly in float32.")
+    index_state = {name: np.arange(offsets[name], offsets[name] + np.asarray(
+        template[name]).size, dtype=np.float64).reshape(np.shape(template[name]))
+        for name in names}
+    if not config.output_bias and "final_logits_bias" in index_state:
+        index_state["final_logits_bias"] = np.zeros_like(index_state["final_logits_bias"])
+    traced = transformer_params_from_marian(index_state, config)
+    flat = np.concatenate([np.asarray(template[n], np.float32).ravel() for n in names])
+    ours = dict(jax.tree_util.tree_leaves_with_path(params))
+    for path, where in jax.tree_util.tree_leaves_with_path(traced):
+        if path not in ours:
+            raise ConversionError(f"Our params have no {jax.tree_util.keystr(path)}; is "
+                                  "the config the run's?")
+        where = np.asarray(where).astype(np.int64).ravel()
+        flat[where] = np.asarray(ours[path], np.float32).ravel()
+    out = {n: flat[offsets[n]:offsets[n] + np.asarray(template[n]).size].reshape(
+        np.shape(template[n])) for n in names}
+    shared = out["model.shared.weight"]
+    for tied in ("lm_head.weight", "model.encoder.embed_tokens.weight",
+                 "model.decoder.embed_tokens.weight"):
+        if tied in out:
+            out[tied] = shared.copy()
+    return out
 
 
 def gpt_params_from_hf(state: Mapping[str, np.ndarray], config: TransformerConfig) -> dict:
