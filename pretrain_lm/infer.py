@@ -98,10 +98,10 @@ _EXTRA = flags.DEFINE_integer("extra_length", 50, "Translate at most input lengt
 _BATCH = flags.DEFINE_integer("batch_size", 32, "Examples per batch.")
 _LIMIT = flags.DEFINE_integer("max_examples", None, "Only the first N examples.")
 _BUCKETS = flags.DEFINE_integer(
-    "length_buckets", 1, "Translations and fine-tuned heads: batches of examples of similar "
+    "length_buckets", 4, "Translations and fine-tuned heads: batches of examples of similar "
     "length, each as wide as the narrowest of this many widths that holds it (one compiled "
-    "program per width; 1: every batch at the full length, in order). The outputs are the "
-    "same.")
+    "program per width), a translation batch writing at most its width + --extra_length "
+    "pieces. 1: every batch at the full length, in order.")
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -155,7 +155,8 @@ def _translate(model: Any, params: Any, task: str, step: int, model_dir: str) ->
         model, params, vocab, sources, inputs_length=inputs_length,
         batch_size=_BATCH.value, method=method, beam_size=_BEAM.value, alpha=_ALPHA.value,
         max_length=max_length, eos_id=vocab.eos_id, temperature=_TEMPERATURE.value,
-        top_k=_TOP_K.value, top_p=_TOP_P.value, length_buckets=_BUCKETS.value)
+        top_k=_TOP_K.value, top_p=_TOP_P.value, length_buckets=_BUCKETS.value,
+        extra_length=_EXTRA.value)
     seconds = time.perf_counter() - start
     out_dir = os.path.join(model_dir, f"decode_{name}")
     os.makedirs(out_dir, exist_ok=True)

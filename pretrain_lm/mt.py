@@ -35,7 +35,8 @@ def make_translate_fn(model: Any, *, method: str = "beam", beam_size: int = 4,
 
 def translate_all(model: Any, params: Any, vocab: Any, sources: list[str], *,
                   inputs_length: int, batch_size: int = 64, progress: bool = True,
-                  translate_fn: Any = None, length_buckets: int = 1, **options: Any
+                  translate_fn: Any = None, length_buckets: int = 1,
+                  extra_length: int | None = None, **options: Any
                   ) -> tuple[list[str], dict[str, int]]:
     """Detokenised translations of ``sources``; counts the sources cut to fit.
     ``translate_fn``: a ``make_translate_fn`` result to reuse (else one is made from
@@ -43,7 +44,10 @@ def translate_all(model: Any, params: Any, vocab: Any, sources: list[str], *,
     wide as the narrowest of that many widths that holds it
     (``tasks.batching.length_bucketed_batches``), so short sentences are not encoded at
     the full width and a batch stops early with its longest item; the translations come
-    back in the sources' order."""
+    back in the sources' order. ``extra_length``: each batch writes at most its width +
+    this many pieces (capped by ``options["max_length"]``; the paper's "input length +
+    50"), so a batch of short sources decodes with a short key/value cache (one compiled
+    translator per width)."""
     from tasks import batching
 
     ids = [vocab.encode(s) for s in sources]
@@ -56,7 +60,18 @@ def translate_all(model: Any, params: Any, vocab: Any, sources: list[str], *,
     if counts["sources_truncated"]:
         logging.warning("%d of %d sources are longer than %d pieces and were cut.",
                         counts["sources_truncated"], len(ids), inputs_length)
-    fn = translate_fn or make_translate_fn(model, **options)
+    cap = options.get("max_length", 64)
+    fns: dict[int, Any] = {}
+
+    def translator(width: int) -> Any:
+        """The jitted translator of a batch ``width`` wide: at most ``cap`` pieces, or
+        ``width + extra_length`` if fewer (one compiled translator per length)."""
+        length = cap if extra_length is None else min(cap, width + extra_length)
+        if length not in fns:
+            fns[length] = (translate_fn if translate_fn is not None and length == cap
+                           else make_translate_fn(model, **{**options, "max_length": length}))
+        return fns[length]
+
     eos = options.get("eos_id", 1)
     out: list[str] = [""] * len(ids)
     rng = jax.random.key(0)
@@ -67,7 +82,7 @@ def translate_all(model: Any, params: Any, vocab: Any, sources: list[str], *,
         batch = np.zeros((batch_size, width), np.int32)
         for row, i in enumerate(indices):
             batch[row, :min(len(ids[i]), width)] = ids[i][:width]
-        tokens = np.asarray(fn(params, jnp.asarray(batch),
+        tokens = np.asarray(translator(width)(params, jnp.asarray(batch),
                                jax.random.fold_in(rng, number * batch_size)))
         for row, i in enumerate(indices):
             seq = [int(t) for t in tokens[row]]
