@@ -56,6 +56,29 @@ def _tiny_params(seed: int) -> dict:
         lambda x: getattr(x, "value", x), boxed, is_leaf=lambda x: hasattr(x, "value")))
 
 
+def test_length_bucketed_translation_puts_every_translation_back_in_order():
+    """``translate_all`` over batches sorted by length at 3 widths puts every translation
+    back at its source's index. The translator copies its source (so every output tells
+    its source apart): the outputs equal the full-width, in-order ones, and the sources."""
+    from pretrain_lm import mt
+
+    vocab = tasks.get_vocabulary("translate_en_de_debian_l10n")
+    sources, _ = mt.split_sources_and_references("translate_en_de_debian_l10n", "test")
+    sources = sources[:40]
+    widths = []
+
+    def copy_source(params, inputs, rng):
+        widths.append(inputs.shape[1])
+        return np.asarray(inputs)
+
+    common = dict(inputs_length=48, batch_size=16, progress=False, translate_fn=copy_source)
+    in_order, _ = mt.translate_all(None, None, vocab, sources, **common)
+    bucketed, _ = mt.translate_all(None, None, vocab, sources, length_buckets=3, **common)
+    assert len(set(widths[3:])) > 1 and set(widths[:3]) == {48}  # 3 batches in order
+    assert bucketed == in_order
+    assert in_order[:5] == [vocab.decode(vocab.encode(s)[:48]) for s in sources[:5]]
+
+
 def test_checkpoint_averaging(tmp_path):
     a, b = _tiny_params(0), _tiny_params(1)
     source = Checkpointer(str(tmp_path / "run"), async_save=False)
