@@ -32,7 +32,13 @@ import jax
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import matmul_peak, time_interleaved, write_results
+from benchmarks.timing import (
+    matmul_peak,
+    report_real_tokens,
+    time_interleaved,
+    trainer_steps,
+    write_results,
+)
 
 _TASK = flags.DEFINE_string("task", "bench_glue_sst2_bert_uncased",
                             "A classification fine-tuning task with real training text.")
@@ -97,25 +103,10 @@ def ours_train(batches: list[dict[str, np.ndarray]], num_labels: int
                ) -> Callable[[], None]:
     """One blocking ``Trainer`` step per call, on each packed batch in turn."""
     from pretrain_lm import optimizers
-    from pretrain_lm.data import to_global
-    from pretrain_lm.partitioning import Partitioner
-    from pretrain_lm.trainer import Trainer
 
-    rows, length = batches[0]["input_ids"].shape
+    length = batches[0]["input_ids"].shape[1]
     opt = optimizers.adamw(5e-5, warmup_steps=10, total_steps=10_000)
-    partitioner = Partitioner()
-    trainer = Trainer(model(length, num_labels), opt.tx, partitioner)
-    state = trainer.init_state()
-    device_batches = [to_global(b, partitioner.batch_sharding(), rows) for b in batches]
-    position = 0
-
-    def step():
-        nonlocal state, position
-        state, metrics = trainer.train_step(state, device_batches[position % len(batches)])
-        position += 1
-        jax.block_until_ready(metrics)
-
-    return step
+    return trainer_steps(model(length, num_labels), opt.tx, batches)
 
 
 def peer_train(batches: list[dict[str, np.ndarray]], num_labels: int) -> Callable[[], None]:
@@ -189,19 +180,8 @@ def main(argv: list[str]) -> None:
         "matmul_peak_flops": peak, "load_average": [load_before, load_after]}
     print(f"\n{steps} steps after {WARMUP} warm-up steps; load average at the end "
           f"{load_after:.1f}")
-    print(f"{'implementation':72s} {'ms/step':>8s} {'real tok/s':>11s} {'MFU':>6s}")
-    for name, seconds in zip(names, times, strict=False):
-        per_step = float(np.median(seconds))
-        rate = timed_tokens / sum(seconds)
-        mfu = flops / per_step / peak if name.startswith("pretrain_lm") else None
-        results[name] = {"seconds_per_step": per_step, "step_seconds": seconds,
-                         "real_tokens_per_sec": rate, "mfu": mfu}
-        print(f"{name:72s} {1e3 * per_step:8.0f} {rate:11.0f} "
-              + (f"{100 * mfu:5.1f}%" if mfu is not None else "     -"))
-    if len(times) == 2:
-        ratio = sum(times[1]) / sum(times[0])
-        results["speedup_vs_peer"] = ratio
-        print(f"ours / peer real tokens/s: {ratio:.2f}x (goal >= 1.5x)")
+    report_real_tokens(results, names, times, timed_tokens=timed_tokens, flops=flops,
+                       peak=peak, counted="real tokens/s", goal=1.5)
     write_results(_OUTPUT.value, results)
 
 

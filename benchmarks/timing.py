@@ -120,3 +120,49 @@ def report_steps(results: dict[str, Any], names: list[str], times: list[list[flo
                                     best_step_speedup_vs_peer=best_ratio)
         print(f"ours / {name} tokens/s: {ratio:.2f}x, best steps {best_ratio:.2f}x"
               + (" (target >= 1x)" if k == 0 else ""))
+
+
+def report_real_tokens(record: dict[str, Any], names: list[str], times: list[list[float]],
+                       *, timed_tokens: int, flops: float, peak: float, counted: str,
+                       goal: float) -> None:
+    """One row per implementation (median ms/step, real tokens per second over the timed
+    steps, MFU of ours, the first name), recorded in ``record``; then ours / the peer, the
+    ratio of total times, as both did the same real tokens at every step."""
+    width = max(len(n) for n in names) + 2
+    print(f"{'implementation':{width}s} {'ms/step':>8s} {'real tok/s':>11s} {'MFU':>6s}")
+    for k, (name, seconds) in enumerate(zip(names, times, strict=False)):
+        per_step = float(np.median(seconds))
+        rate = timed_tokens / sum(seconds)
+        mfu = flops / per_step / peak if k == 0 else None
+        record[name] = {"seconds_per_step": per_step, "step_seconds": seconds,
+                        "real_tokens_per_sec": rate, "mfu": mfu}
+        print(f"{name:{width}s} {1e3 * per_step:8.0f} {rate:11.0f} "
+              + (f"{100 * mfu:5.1f}%" if mfu is not None else "     -"))
+    if len(times) == 2:
+        ratio = sum(times[1]) / sum(times[0])
+        record["speedup_vs_peer"] = ratio
+        print(f"ours / peer {counted}: {ratio:.2f}x (goal >= {goal}x)")
+
+
+def trainer_steps(model: Any, tx: Any, batches: list[dict[str, np.ndarray]]
+                  ) -> Callable[[], None]:
+    """One blocking step of the real ``pretrain_lm.trainer.Trainer`` per call (jitted,
+    donated, sharded by ``Partitioner()``), on each batch in turn."""
+    from pretrain_lm.data import to_global
+    from pretrain_lm.partitioning import Partitioner
+    from pretrain_lm.trainer import Trainer
+
+    partitioner = Partitioner()
+    trainer = Trainer(model, tx, partitioner)
+    state = trainer.init_state()
+    rows = len(next(iter(batches[0].values())))
+    device_batches = [to_global(b, partitioner.batch_sharding(), rows) for b in batches]
+    position = 0
+
+    def step() -> None:
+        nonlocal state, position
+        state, metrics = trainer.train_step(state, device_batches[position % len(batches)])
+        position += 1
+        jax.block_until_ready(metrics)
+
+    return step

@@ -59,7 +59,13 @@ import jax.numpy as jnp
 import numpy as np
 from absl import app, flags
 
-from benchmarks.timing import matmul_peak, time_interleaved, write_results
+from benchmarks.timing import (
+    matmul_peak,
+    report_real_tokens,
+    time_interleaved,
+    trainer_steps,
+    write_results,
+)
 
 _STEPS = flags.DEFINE_integer("steps", 10, "Timed training steps (after 3 warm-up steps).")
 _DECODE_BATCHES = flags.DEFINE_integer("decode_batches", 3,
@@ -196,27 +202,12 @@ def ours_train(batches: list[dict[str, np.ndarray]]) -> Callable[[], None]:
     one shape: one compiled step)."""
     from models import transformer
     from pretrain_lm import optimizers
-    from pretrain_lm.data import to_global
-    from pretrain_lm.partitioning import Partitioner
-    from pretrain_lm.trainer import Trainer
 
-    rows, length = batches[0]["decoder_target_tokens"].shape
+    length = batches[0]["decoder_target_tokens"].shape[1]
     model = transformer.TranslationModel(our_config(0.1), max_source_length=length,
                                          max_target_length=length, label_smoothing=0.1)
     opt = optimizers.transformer_adam(d_model=D_MODEL, warmup_steps=4000)
-    partitioner = Partitioner()
-    trainer = Trainer(model, opt.tx, partitioner)
-    state = trainer.init_state()
-    device_batches = [to_global(b, partitioner.batch_sharding(), rows) for b in batches]
-    position = 0
-
-    def step():
-        nonlocal state, position
-        state, metrics = trainer.train_step(state, device_batches[position % len(batches)])
-        position += 1
-        jax.block_until_ready(metrics)
-
-    return step
+    return trainer_steps(model, opt.tx, batches)
 
 
 def peer_train(batches: list[dict[str, np.ndarray]]) -> Callable[[], None]:
@@ -291,19 +282,8 @@ def train_on_multi30k(results: dict[str, Any], steps: int, rows: int, length: in
           f"{length} rows ({100 * fill_ours:.0f}% of target positions real), the peer pads "
           f"each batch to its longest ({100 * fill_peer:.0f}%); {steps} steps after {warmup} "
           "warm-up steps:")
-    print(f"{'implementation':56s} {'ms/step':>8s} {'real tok/s':>11s} {'MFU':>6s}")
-    for name, seconds in zip(names, times, strict=False):
-        per_step = float(np.median(seconds))
-        rate = timed_tokens / sum(seconds)
-        mfu = flops / per_step / peak if name.startswith("pretrain_lm") else None
-        real[name] = {"seconds_per_step": per_step, "step_seconds": seconds,
-                      "real_target_tokens_per_sec": rate, "mfu": mfu}
-        print(f"{name:56s} {1e3 * per_step:8.0f} {rate:11.0f} "
-              + (f"{100 * mfu:5.1f}%" if mfu is not None else "     -"))
-    if len(times) == 2:
-        ratio = sum(times[1]) / sum(times[0])
-        real["speedup_vs_peer"] = ratio
-        print(f"ours / peer real target tokens/s: {ratio:.2f}x (goal >= 1.5x)")
+    report_real_tokens(real, names, times, timed_tokens=timed_tokens, flops=flops,
+                       peak=peak, counted="real target tokens/s", goal=1.5)
     results["train_multi30k"] = real
     return real
 
