@@ -250,6 +250,7 @@ class Seq2SeqObjective(Model):
     def score_batch(self, params: dict, batch: Batch) -> Array:
         from models import layers
 
+        layers.refuse_packed(batch, "score_batch gives one log-likelihood a row")
         return layers.sequence_log_likelihood(self.apply(params, batch),
                                               batch["decoder_target_tokens"],
                                               batch["decoder_loss_weights"])

@@ -168,6 +168,7 @@ class LanguageModel(AutoregressiveDecoding):
         return step
 
     def score_batch(self, params: dict, batch: Batch) -> Array:
+        layers.refuse_packed(batch, "score_batch gives one log-likelihood a row")
         return layers.sequence_log_likelihood(self.apply(params, batch),
                                               batch["decoder_target_tokens"],
                                               batch["decoder_loss_weights"])

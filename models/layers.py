@@ -248,6 +248,14 @@ def packing_features(batch: Mapping[str, Array]) -> dict[str, Array] | None:
     return found or None
 
 
+def refuse_packed(batch: Mapping[str, Array], what: str) -> None:
+    """Raises a ValueError naming the fix when ``batch`` is packed (``what`` says why a
+    packed batch does not fit)."""
+    if packing_features(batch):
+        raise ValueError(f"{what}, and this batch is packed (several examples a row): "
+                         "read it with DataConfig.pack = False.")
+
+
 def causal_mask(length: int) -> Array:
     """``[1, 1, length, length]`` lower-triangular mask for auto-regressive attention."""
     return jnp.tril(jnp.ones((length, length), dtype=bool))[None, None]

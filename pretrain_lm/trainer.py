@@ -328,11 +328,6 @@ def train(
             f"train_data reads the documents {train_data.direction} but eval_data "
             f"{eval_data.direction}: a model is evaluated in the direction it is trained in. "
             "Set both DataConfig.reverse alike (ULMFiT gin files: one --gin.BACKWARD=...).")
-    train_steps = resolve_train_steps(train_steps, train_epochs, train_data, batch_size)
-    if batch_size % num_microbatches:
-        raise ValueError(f"batch_size={batch_size} is not divisible by "
-                         f"num_microbatches={num_microbatches}.")
-    checkpoints.check_writable(model_dir)
     for data in (train_data, eval_data):
         if data is not None and data.pack and not model.supports_packing:
             raise ValueError(
@@ -340,6 +335,11 @@ def train(
                 f"{type(model).__name__} reads one example a row (it keeps no segment "
                 "ids); set DataConfig.pack = False (the Transformer, GPT and BERT "
                 "fine-tuning read packed rows).")
+    train_steps = resolve_train_steps(train_steps, train_epochs, train_data, batch_size)
+    if batch_size % num_microbatches:
+        raise ValueError(f"batch_size={batch_size} is not divisible by "
+                         f"num_microbatches={num_microbatches}.")
+    checkpoints.check_writable(model_dir)
     partitioner = partitioner or Partitioner()
     opt = optimizer(total_steps=schedule_steps or train_steps)
     guard = nonfinite.NonFiniteGuard(on_nonfinite, max_consecutive_skips=max_consecutive_skips,

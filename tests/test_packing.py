@@ -253,3 +253,13 @@ def test_packing_refuses_the_span_head():
     with pytest.raises(InputFormatError, match=r"'span' head: set DataConfig.pack = False"):
         ft.pack_examples(_dataset(_bert_examples("classification", 2)), "span", 32,
                          name="squad")
+
+
+def test_scoring_a_packed_batch_is_refused(translation_model):
+    """``score_batch`` gives one log-likelihood a row: a packed batch is refused, naming
+    the fix, instead of summing its examples together."""
+    model, params = translation_model
+    packed = _convert(seqio.EncDecFeatureConverter(pack=True), _examples([(4, 4), (5, 3)]),
+                      {"inputs": 24, "targets": 24})
+    with pytest.raises(ValueError, match=r"packed.*DataConfig.pack = False"):
+        model.score_batch(params, packed)
