@@ -323,13 +323,16 @@ def beam_translator(model: Any, params: Any, max_new: int, beam: int, alpha: flo
     ``decoding.beam_search`` (HF's length penalty, early stopping)."""
     from models import decoding
 
+    sizes = decoding.cache_sizes(max_new)  # the cache grows as model.predict_batch's does
+
     @jax.jit
     def translate(params: dict, inputs: jax.Array) -> jax.Array:
         tokens, _ = decoding.beam_search(
             model.step_fn(params),
-            model.decode_state(params, {"encoder_input_tokens": inputs}, max_new),
+            model.decode_state(params, {"encoder_input_tokens": inputs}, sizes[0]),
             bos_id=START, eos_id=EOS, max_length=max_new, batch_size=inputs.shape[0],
-            beam_size=beam, alpha=alpha, length_penalty="hf", early_stopping=True)
+            beam_size=beam, alpha=alpha, length_penalty="hf", early_stopping=True,
+            cache_sizes=sizes, grow=model.grow_decode_state)
         return tokens[:, 0]
 
     return lambda source: [trim(row) for row in

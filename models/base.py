@@ -151,10 +151,22 @@ class AutoregressiveDecoding(Model):
       search tiles them once and never reorders them).
     * ``step_fn(params)``: ``StepFn``; at step ``i`` it is fed the id at position ``i``
       (``decoder_start_id`` at step 0) and returns the logits of position ``i + 1``.
+    * ``grows_cache``: True for a model whose state keeps a ``MultiHeadAttention``
+      key/value cache under ``"cache"`` (``grow_decode_state`` pads it). It then decodes
+      with a cache that starts at 32 positions and doubles while a sequence is
+      unfinished (``decoding.cache_sizes``) instead of one of ``max_length``: the same
+      results, with each step's attention and beam reordering over the positions in use.
     """
 
     decoder_start_id: int = 0
     eos_id: int = 1
+    grows_cache: ClassVar[bool] = False
+
+    def grow_decode_state(self, state: dict, length: int) -> dict:
+        """``state`` with its key/value cache zero-padded to ``length`` positions."""
+        from models import layers
+
+        return {**state, "cache": layers.grow_kv_cache(state["cache"], length)}
 
     @abc.abstractmethod
     def decode_state(self, params: dict, batch: Batch, max_length: int) -> Any:
@@ -183,11 +195,13 @@ class AutoregressiveDecoding(Model):
             raise TypeError(f"Unknown decoding options {sorted(unused)}.")
         max_length = max_length or self.default_decode_length(batch)
         rows = next(iter(batch.values())).shape[0]
-        state = self.decode_state(params, batch, max_length)
+        sizes = decoding.cache_sizes(max_length) if self.grows_cache else (max_length,)
+        state = self.decode_state(params, batch, sizes[0])
         step = self.step_fn(params)
         common = dict(bos_id=self.decoder_start_id, eos_id=self.eos_id if eos_id is None
-                      else eos_id,
-                      max_length=max_length, batch_size=rows)
+                      else eos_id, max_length=max_length, batch_size=rows,
+                      cache_sizes=sizes, grow=self.grow_decode_state if self.grows_cache
+                      else None)
         if method == "greedy":
             return {"tokens": decoding.greedy(step, state, **common)[0]}
         if method == "sample":

@@ -17,6 +17,15 @@ tiled once and never reordered, which saves most of the per-step copying in tran
 the BOS token is fed, at step ``i`` the token generated at step ``i - 1``, and the logits
 returned predict the token at position ``i + 1``, which is written to ``tokens[..., i]``.
 
+A key/value cache sized for ``max_length`` makes every step attend over, and beam search
+copy, all ``max_length`` slots, though most sequences end long before. So a model whose
+cache can grow passes ``cache_sizes`` (ascending, the last ``max_length``;
+:func:`cache_sizes` doubles from 32) and ``grow(state, size)``: the state starts with
+the first size, and the loop runs one ``while_loop`` per size, growing the state (e.g.
+zero-padding the cache, ``models.layers.grow_kv_cache``) only when a sequence is still
+unfinished at its end. The results are those of a full-size cache: the extra slots are
+masked out.
+
 Output conventions (all decoders): ``tokens`` excludes BOS, includes EOS, and every position
 after EOS holds :data:`PAD_ID` (0).  Sequences that reach ``max_length`` without EOS are
 returned truncated.
@@ -81,10 +90,13 @@ NEG_INF = -1.0e9
 # Accumulated log-probs below this mark impossible / dummy hypotheses.
 _INVALID_BELOW = 0.5 * NEG_INF
 
+GrowFn = Callable[[PyTree, int], PyTree]
+
 __all__ = [
     "NEG_INF",
     "PAD_ID",
     "beam_search",
+    "cache_sizes",
     "filter_logits",
     "gather_beams",
     "greedy",
@@ -127,6 +139,41 @@ def _gather(x: jax.Array, indices: jax.Array) -> jax.Array:
     b, k = x.shape[:2]
     out = gather_beams(x.reshape((b * k, *x.shape[2:])), indices, b, k)
     return out.reshape((b, indices.shape[1], *x.shape[2:]))
+
+
+def cache_sizes(max_length: int, first: int = 32) -> tuple[int, ...]:
+    """The sizes a growing decoding cache takes: ``first``, doubled until it reaches
+    ``max_length`` (which is always the last)."""
+    sizes = [min(first, max_length)]
+    while sizes[-1] < max_length:
+        sizes.append(min(2 * sizes[-1], max_length))
+    return tuple(sizes)
+
+
+def _check_sizes(sizes: tuple[int, ...] | None, grow: GrowFn | None, max_length: int
+                 ) -> tuple[int, ...]:
+    if sizes is None or len(sizes) <= 1:
+        if sizes and sizes[0] != max_length:
+            raise ValueError(f"cache_sizes={sizes} must end at max_length={max_length}.")
+        return (max_length,)
+    if grow is None:
+        raise ValueError("cache_sizes with more than one size need grow(state, size).")
+    if list(sizes) != sorted(set(sizes)) or sizes[-1] != max_length or sizes[0] < 1:
+        raise ValueError(f"cache_sizes={sizes} must rise strictly to max_length={max_length}.")
+    return tuple(sizes)
+
+
+def _while_growing(cond: Callable[[dict], jax.Array], body: Callable[[dict], dict],
+                   carry: dict, sizes: tuple[int, ...], grow: GrowFn | None, key: str
+                   ) -> dict:
+    """``lax.while_loop(cond, body, carry)``, one loop per cache size: the loop for
+    ``size`` stops at step ``size``, and ``carry[key]`` grows to the next size before the
+    next loop (which does not run if ``cond`` is already false)."""
+    for k, size in enumerate(sizes):
+        if k:
+            carry = {**carry, key: grow(carry[key], size)}
+        carry = lax.while_loop(lambda c, size=size: cond(c) & (c["step"] < size), body, carry)
+    return carry
 
 
 def _bos(bos_id: int | jax.Array, batch_size: int) -> jax.Array:
@@ -175,7 +222,10 @@ def _decode_loop(
     eos_id: int,
     max_length: int,
     batch_size: int,
+    cache_sizes: tuple[int, ...] | None = None,
+    grow: GrowFn | None = None,
 ) -> tuple[jax.Array, jax.Array]:
+    sizes = _check_sizes(cache_sizes, grow, max_length)
     init = {
         "step": jnp.zeros((), jnp.int32),
         "token": _bos(bos_id, batch_size),
@@ -202,7 +252,7 @@ def _decode_loop(
             "lengths": c["lengths"] + (~c["done"]).astype(jnp.int32),
         }
 
-    out = lax.while_loop(cond, body, init)
+    out = _while_growing(cond, body, init, sizes, grow, "state")
     return out["tokens"], out["lengths"]
 
 
@@ -214,6 +264,8 @@ def greedy(
     eos_id: int,
     max_length: int,
     batch_size: int,
+    cache_sizes: tuple[int, ...] | None = None,
+    grow: GrowFn | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Greedy (argmax) decoding.
 
@@ -224,6 +276,8 @@ def greedy(
       eos_id: end-of-sequence token; a row stops after producing it.
       max_length: maximum number of generated tokens (static).
       batch_size: number of rows (static).
+      cache_sizes, grow: a growing cache (module docstring): ``state`` holds one of
+        ``cache_sizes[0]`` positions, and ``grow(state, size)`` makes it ``size``.
 
     Returns:
       ``(tokens int32[batch_size, max_length], lengths int32[batch_size])``: generated tokens
@@ -238,6 +292,8 @@ def greedy(
         eos_id=eos_id,
         max_length=max_length,
         batch_size=batch_size,
+        cache_sizes=cache_sizes,
+        grow=grow,
     )
 
 
@@ -253,6 +309,8 @@ def sample(
     temperature: float = 1.0,
     top_k: int = 0,
     top_p: float = 1.0,
+    cache_sizes: tuple[int, ...] | None = None,
+    grow: GrowFn | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Ancestral sampling with temperature, top-k and nucleus filtering.
 
@@ -273,6 +331,8 @@ def sample(
         eos_id=eos_id,
         max_length=max_length,
         batch_size=batch_size,
+        cache_sizes=cache_sizes,
+        grow=grow,
     )
 
 
@@ -298,6 +358,8 @@ def beam_search(
     alpha: float = 0.6,
     length_penalty: Literal["gnmt", "hf"] = "gnmt",
     early_stopping: bool | Literal["never"] = True,
+    cache_sizes: tuple[int, ...] | None = None,
+    grow: GrowFn | None = None,
 ) -> tuple[jax.Array, jax.Array]:
     """Beam search with a separate finished set and length-normalised scores.
 
@@ -315,6 +377,8 @@ def beam_search(
       length_penalty: ``"gnmt"`` or ``"hf"`` scoring / search conventions, see the module
         docstring.
       early_stopping: ``True``, ``False`` or ``"never"``, see the module docstring.
+      cache_sizes, grow: a growing cache (module docstring); ``grow`` gets the state
+        without its ``"constants"``.
 
     Returns:
       ``(tokens int32[batch_size, beam_size, max_length], scores float32[batch_size,
@@ -327,6 +391,7 @@ def beam_search(
     if early_stopping not in (True, False, "never"):
         raise ValueError(f"early_stopping must be True, False or 'never': {early_stopping!r}")
     hf = length_penalty == "hf"
+    sizes = _check_sizes(cache_sizes, grow, max_length)
     b, nb, length = batch_size, beam_size, max_length
     n = b * nb
 
@@ -446,7 +511,7 @@ def beam_search(
             "can_improve": can_improve,
         }
 
-    out = lax.while_loop(cond, body, init)
+    out = _while_growing(cond, body, init, sizes, grow, "alive_state")
     flag = out["fin_flag"]
     tokens = jnp.where(flag[:, :, None], out["fin_seq"], PAD_ID)
     scores = jnp.where(flag, out["fin_score"], -jnp.inf)

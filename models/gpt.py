@@ -77,6 +77,7 @@ class LanguageModel(AutoregressiveDecoding):
 
     input_format = "decoder"
     supports_packing = True
+    grows_cache = True
 
     config: TransformerConfig = dataclasses.field(default_factory=gpt_config)
     max_length: int = 128

@@ -19,6 +19,7 @@ import dataclasses
 import functools
 import math
 from collections.abc import Callable, Mapping
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -285,6 +286,10 @@ class MultiHeadAttention(nn.Module):
     call (at init, with full-length inputs) creates it; later calls feed one position
     ``decode_position`` whose key/value are written into the cache, and the query
     attends to cached positions ``<= decode_position`` (``mask`` is then ignored).
+    Encoder-decoder attention while decoding (``decode=True, static_kv=True``) projects
+    the encoder output to keys and values once, on the first call, into the
+    ``cross_cache`` collection, and reads them back at every later step (the step
+    function passes that collection unchanged, and beam search never reorders it).
     """
 
     config: AttentionConfig
@@ -301,18 +306,23 @@ class MultiHeadAttention(nn.Module):
         return_weights: bool = False,
         decode: bool = False,
         decode_position: Array | None = None,
+        static_kv: bool = False,
     ) -> Array | tuple[Array, Array]:
         cfg = self.config
         project = functools.partial(
             DenseGeneral, (cfg.num_heads, cfg.head_dim), (EMBED, HEADS, KV),
             init_stddev=cfg.init_stddev, dtype=cfg.dtype)
-        query = project(name="query")(inputs_q)
-        key = project(name="key")(inputs_kv)
-        value = project(name="value")(inputs_kv)
-        query = constrain(query, BATCH, LENGTH, HEADS, KV)
-        key = constrain(key, BATCH, LENGTH, HEADS, KV)
-        value = constrain(value, BATCH, LENGTH, HEADS, KV)
-        if decode:
+        query = constrain(project(name="query")(inputs_q), BATCH, LENGTH, HEADS, KV)
+        if decode and static_kv and self.has_variable("cross_cache", "key"):
+            key = self.get_variable("cross_cache", "key")
+            value = self.get_variable("cross_cache", "value")
+        else:
+            key = constrain(project(name="key")(inputs_kv), BATCH, LENGTH, HEADS, KV)
+            value = constrain(project(name="value")(inputs_kv), BATCH, LENGTH, HEADS, KV)
+            if decode and static_kv and self.is_mutable_collection("cross_cache"):
+                self.put_variable("cross_cache", "key", key)
+                self.put_variable("cross_cache", "value", value)
+        if decode and not static_kv:
             initialized = self.has_variable("cache", "cached_key")
             cached_key = self.variable("cache", "cached_key", jnp.zeros, key.shape, key.dtype)
             cached_value = self.variable("cache", "cached_value", jnp.zeros, value.shape,
@@ -341,6 +351,18 @@ class MultiHeadAttention(nn.Module):
                        init_stddev=cfg.init_stddev, dtype=cfg.dtype, name="out")(context)
         output = constrain(output, BATCH, LENGTH, EMBED)
         return (output, weights) if return_weights else output
+
+
+def grow_kv_cache(cache: Any, length: int) -> Any:
+    """A ``MultiHeadAttention`` decoding cache (``cached_key`` / ``cached_value``
+    ``[batch, positions, heads, kv]``) zero-padded to ``length`` positions, for a cache
+    that starts short and grows (``models.decoding.cache_sizes``)."""
+    def pad(x: Array) -> Array:
+        if x.shape[1] > length:
+            raise ValueError(f"A cache of {x.shape[1]} positions cannot grow to {length}.")
+        return jnp.pad(x, [(0, 0), (0, length - x.shape[1])] + [(0, 0)] * (x.ndim - 2))
+
+    return jax.tree.map(pad, cache)
 
 
 class FeedForward(nn.Module):
@@ -447,7 +469,8 @@ class TransformerBlock(nn.Module):
                 cfg.attention, cfg.embed_dim, name="cross_attention")
             x = ResidualSublayer(cfg, name="cross_attention_sublayer")(
                 x, lambda h: cross_attention(h, encoded, cross_mask,
-                                             deterministic=deterministic),
+                                             deterministic=deterministic, decode=decode,
+                                             static_kv=True),
                 deterministic=deterministic)
         ffn = FeedForward(cfg.mlp_dim, cfg.activation, init_stddev=cfg.init_stddev,
                           dtype=cfg.dtype, name="mlp")

@@ -250,6 +250,7 @@ class TranslationModel(Seq2SeqObjective, AutoregressiveDecoding):
     """
 
     supports_packing = True
+    grows_cache = True
 
     config: TransformerConfig = TransformerConfig()
     max_source_length: int = 64
@@ -291,13 +292,15 @@ class TranslationModel(Seq2SeqObjective, AutoregressiveDecoding):
 
     # -- decoding ---------------------------------------------------------------------
     def init_cache(self, params: dict, encoded: Array, inputs: Array,
-                   max_length: int) -> dict:
-        """An empty key/value cache for ``max_length`` target positions."""
+                   max_length: int) -> tuple[dict, dict]:
+        """An empty self-attention key/value cache for ``max_length`` target positions,
+        and every decoder layer's encoder-decoder keys and values (``cross_cache``),
+        projected once from ``encoded``."""
         dummy = jnp.zeros((inputs.shape[0], max_length), jnp.int32)
         _, variables = self.network.apply(
             {"params": params}, encoded, inputs, dummy, decode=True,
-            method=EncoderDecoder.decode, mutable=["cache"])
-        return jax.tree.map(jnp.zeros_like, variables["cache"])
+            method=EncoderDecoder.decode, mutable=["cache", "cross_cache"])
+        return jax.tree.map(jnp.zeros_like, variables["cache"]), variables["cross_cache"]
 
     def encode(self, params: dict, inputs: Array) -> Array:
         return self.network.apply({"params": params}, inputs, method=EncoderDecoder.encode)
@@ -308,12 +311,14 @@ class TranslationModel(Seq2SeqObjective, AutoregressiveDecoding):
     def step_fn(self, params: dict) -> StepFn:
         """``step_fn(token_ids [n], state, step)`` for ``models.decoding``; ``state``
         holds the ``cache`` and, as ``constants`` that beam search never reorders, the
-        ``encoded`` source and the source ``inputs`` (every leaf ``[n, ...]``)."""
+        ``encoded`` source, the source ``inputs`` and the encoder-decoder keys and values
+        (``cross_cache``; every leaf ``[n, ...]``)."""
 
         def step(token_ids: Array, state: dict, position: Array) -> tuple[Array, dict]:
             source = state["constants"]
             logits, variables = self.network.apply(
-                {"params": params, "cache": state["cache"]}, source["encoded"],
+                {"params": params, "cache": state["cache"],
+                 "cross_cache": source["cross_cache"]}, source["encoded"],
                 source["inputs"], token_ids[:, None], decode=True, decode_position=position,
                 method=EncoderDecoder.decode, mutable=["cache"])
             return logits[:, 0], {**state, "cache": variables["cache"]}
@@ -324,5 +329,6 @@ class TranslationModel(Seq2SeqObjective, AutoregressiveDecoding):
         """The initial decoding state for a batch of source ids ``encoder_input_tokens``."""
         inputs = jnp.asarray(batch["encoder_input_tokens"], jnp.int32)
         encoded = self.encode(params, inputs)
-        return {"constants": {"encoded": encoded, "inputs": inputs},
-                "cache": self.init_cache(params, encoded, inputs, max_length)}
+        cache, cross_cache = self.init_cache(params, encoded, inputs, max_length)
+        return {"constants": {"encoded": encoded, "inputs": inputs, "cross_cache": cross_cache},
+                "cache": cache}

@@ -551,3 +551,16 @@ def test_beam_search_constants_are_passed_through_unreordered():
         step_with_constants, {"h": state["h"], "constants": {"emb": state["emb"]}}, **kw)
     for a, b in zip(got, want, strict=True):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_cache_sizes_double_to_max_length_and_bad_sizes_are_refused():
+    assert decoding.cache_sizes(20) == (20,)
+    assert decoding.cache_sizes(96) == (32, 64, 96)
+    assert decoding.cache_sizes(128, first=16) == (16, 32, 64, 128)
+    step = lambda tokens, state, i: (jnp.zeros((tokens.shape[0], 5)), state)  # noqa: E731
+    common = dict(bos_id=0, eos_id=1, max_length=8, batch_size=2)
+    with pytest.raises(ValueError, match="need grow"):
+        decoding.greedy(step, {}, cache_sizes=(4, 8), **common)
+    with pytest.raises(ValueError, match="must rise strictly to max_length=8"):
+        decoding.greedy(step, {}, cache_sizes=(4, 6), grow=lambda s, n: s, **common)
+

@@ -76,7 +76,7 @@ def test_every_run_parses_as_a_gin_configuration(doc):
         assert gin_utils.macro("MODEL_DIR") == model_dirs[0], (group_name, run_id)
         scales.add(doc["run_groups"][group_name]["scale"])
     gin.clear_config()
-    assert scales == {"demo", "full"}
+    assert scales == {"demo", "full", "benchmark"}
 
 
 def test_seeds_references_and_the_root_override(doc):
@@ -99,6 +99,12 @@ def test_seeds_references_and_the_root_override(doc):
     assert command[-1] == "--results_json=R/austen_ner/lm_taglm-seed_1/results.json"
     assert reproduce.group_root(group, "austen_ner", "X") == os.path.join("X", "austen_ner")
     assert reproduce.group_root(group, "austen_ner", None) == group["root"]
+    # An ``evaluate`` run relaunches the finished run with the test split as eval data.
+    runner = reproduce.GroupRunner("conll2003_ner", doc["run_groups"]["conll2003_ner"], "R")
+    train, test = runner.command("unk", 2), runner.command("unk_test", 2)
+    assert runner.model_dirs("unk_test") == runner.model_dirs("unk")
+    assert test[:-1] == [*train[:-1], "--gin.eval/data.DataConfig.split=test"]
+    assert test[-1] == "--results_json=R/unk-seed_2/results_test.json"
 
 
 def _write(tmp_path, doc) -> str:
@@ -241,13 +247,17 @@ def test_unavailable_scales_and_unknown_tables_are_named(doc):
         reproduce.run_table(doc, "table_99", "demo")
 
 
-def test_a_failing_run_stops_with_its_command_and_log(tmp_path, doc):
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_failing_run_stops_with_its_command_and_log(tmp_path, doc, jobs):
+    """One run at a time, the first failure stops the table; with ``jobs=2`` both seeds of
+    the run start together and both failures are reported."""
     broken = copy.deepcopy(doc)
     broken["run_groups"]["transformer_demo"]["gin_file"] = ["reproduce/no_such_file.gin"]
     with pytest.raises(reproduce.RunFailedError, match=r"no_such_file\.gin") as info:
         reproduce.run_table(broken, "transformer_table2", "demo", root=str(tmp_path),
-                            log=lambda _: None)
-    assert "reproduce.log" in str(info.value)
+                            log=lambda _: None, jobs=jobs)
+    assert str(info.value).count("reproduce.log") == jobs
+    assert os.path.exists(tmp_path / "transformer_demo" / "base-seed_1") == (jobs == 2)
 
 
 def test_train_subsets_are_nested_and_counted():

@@ -162,7 +162,8 @@ def test_pre_ln_and_learned_positions_build(positions):
 @pytest.mark.parametrize("num_beams", [1, 3])
 def test_cached_decoding_equals_huggingface_generate(num_beams):
     """Our KV-cache greedy / beam search ('hf' length penalty) on converted Marian weights
-    produce HF generate's exact token sequences."""
+    produce HF generate's exact token sequences, with a cache of all 9 positions and with
+    one that starts at 3 and grows to 6 and 9 (``decoding.cache_sizes``)."""
     from models import decoding
 
     # Random tied-embedding models tend to repeat a token; these settings give rows that
@@ -178,16 +179,18 @@ def test_cached_decoding_equals_huggingface_generate(num_beams):
             attention_mask=torch.tensor(inputs > 0, dtype=torch.long), num_beams=num_beams,
             do_sample=False, max_new_tokens=9, length_penalty=1.0, early_stopping=True,
             decoder_start_token_id=0, eos_token_id=1, pad_token_id=0).numpy()[:, 1:]
-    state = model.decode_state(params, {"encoder_input_tokens": inputs}, 9)
-    common = dict(bos_id=0, eos_id=1, max_length=9, batch_size=4)
-    if num_beams == 1:
-        got = decoding.greedy(model.step_fn(params), state, **common)[0]
-    else:
-        got = decoding.beam_search(model.step_fn(params), state, beam_size=num_beams,
-                                   alpha=1.0, length_penalty="hf", early_stopping=True,
-                                   **common)[0][:, 0]
-    got = np.asarray(got)[:, :expected.shape[1]]
-    np.testing.assert_array_equal(got, expected)
+    for sizes in [(9,), (3, 6, 9)]:
+        state = model.decode_state(params, {"encoder_input_tokens": inputs}, sizes[0])
+        common = dict(bos_id=0, eos_id=1, max_length=9, batch_size=4, cache_sizes=sizes,
+                      grow=model.grow_decode_state)
+        if num_beams == 1:
+            got = decoding.greedy(model.step_fn(params), state, **common)[0]
+        else:
+            got = decoding.beam_search(model.step_fn(params), state, beam_size=num_beams,
+                                       alpha=1.0, length_penalty="hf", early_stopping=True,
+                                       **common)[0][:, 0]
+        got = np.asarray(got)[:, :expected.shape[1]]
+        np.testing.assert_array_equal(got, expected, err_msg=f"cache sizes {sizes}")
 
 
 def test_score_batch_is_each_examples_log_likelihood_under_huggingface():

@@ -2,15 +2,16 @@ r"""Reproduce the papers' tables: our numbers beside the papers', with plots.
 
     python -m pretrain_lm.tools.reproduce --list
     python -m pretrain_lm.tools.reproduce TABLE [TABLE ...] | --all  [--scale=demo|benchmark|full] \
-      [--model_dir=ROOT] [--results_dir=results/reproduce] [--dry_run] [--gin.X=V ...]
+      [--model_dir=ROOT] [--results_dir=results/reproduce] [--jobs=N] [--dry_run] [--gin.X=V ...]
 
 Each table lives in ``data/paper_tables.json``: its rows carry the paper's number with its
 source (paper, table, row; ``check`` says how it was verified: V-code / V-text / V-2src, or
 R = not yet checked against the PDF) and, per scale, the run that measures our side. The
 runs are gin runs of one *run group* (a root folder of model dirs): ``pretrain_lm.train``
 with the group's gin files plus the run's bindings, ``--results_json`` beside the
-checkpoints, ``pretrain_lm.tools.ensemble`` over other runs, or ``pretrain_lm.infer`` of a
-trained run (BLEU). A binding ``'{run:ID}'`` is the
+checkpoints, ``pretrain_lm.tools.ensemble`` over other runs, ``pretrain_lm.infer`` of a
+trained run (BLEU), or a finished run evaluated on another split (``evaluate``: the test
+split's ``results_test.json``). A binding ``'{run:ID}'`` is the
 model dir of run ID of the group, which then runs first (ULMFiT's three stages, the biLM
 under TagLM, BERT pre-training under fine-tuning). Runs with ``seeds`` run once per seed
 (``SEED`` macro); a row's value is then their mean ± sample standard deviation.
@@ -34,6 +35,7 @@ prepared with ``tfds build``: a run without them stops with the command to run).
 
 from __future__ import annotations
 
+import concurrent.futures
 import dataclasses
 import json
 import math
@@ -215,6 +217,7 @@ class GroupRunner:
         (``max_examples=50``: tiny budgets).
       dry_run: print the commands, run nothing.
       log: where progress lines go.
+      jobs: how many model dirs of one run (its seeds) train at the same time.
     """
 
     name: str
@@ -224,6 +227,7 @@ class GroupRunner:
     dry_run: bool = False
     log: Callable[[str], None] = print
     decode_flags: Sequence[str] = ()
+    jobs: int = 1
     commands: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     _done: set[str] = dataclasses.field(default_factory=set)
 
@@ -232,8 +236,9 @@ class GroupRunner:
 
     def model_dirs(self, run_id: str) -> list[str]:
         """The run's model dir, one per seed for a seeded run (a ``decode`` run writes
-        into the model dirs of the run it decodes)."""
-        if self.spec(run_id).get("kind") == "decode":
+        into the model dirs of the run it decodes, an ``evaluate`` run into those of the
+        run it evaluates)."""
+        if self.spec(run_id).get("kind") in ("decode", "evaluate"):
             return self.model_dirs(self.spec(run_id)["of"])
         base = os.path.join(self.root, run_id)
         seeds = self.spec(run_id).get("seeds")
@@ -260,6 +265,11 @@ class GroupRunner:
             return ["python", "-m", "pretrain_lm.tools.ensemble",
                     *[f"--model_dir={m}" for m in members],
                     f"--split={spec.get('split', 'validation')}", f"--output_dir={model_dir}"]
+        if spec.get("kind") == "evaluate":  # the finished run relaunched on another split
+            split = spec.get("split", "test")
+            train = self.command(spec["of"], index)[:-1]
+            return [*train, gin_flag(f"eval/data.DataConfig.split = {split!r}"),
+                    f"--results_json={self.results_path(run_id, model_dir)}"]
         if spec.get("kind") == "decode":  # the trained run's own configuration
             train = self.command(spec["of"], index)[3:-1]
             return ["python", "-m", "pretrain_lm.infer", *train,
@@ -280,6 +290,8 @@ class GroupRunner:
         spec = self.spec(run_id)
         if spec.get("kind") == "ensemble":
             return os.path.join(model_dir, f"ensemble_{spec.get('split', 'validation')}.json")
+        if spec.get("kind") == "evaluate":
+            return os.path.join(model_dir, f"results_{spec.get('split', 'test')}.json")
         if spec.get("kind") == "decode":
             return os.path.join(model_dir, f"decode_{spec.get('split', 'validation')}",
                                 "bleu.json")
@@ -295,25 +307,44 @@ class GroupRunner:
         for ref in _references(self.spec(run_id), run_id):
             self.ensure(ref, (*_stack, run_id))
         self._done.add(run_id)
+        pending = []
         for index, model_dir in enumerate(self.model_dirs(run_id)):
             command = self.command(run_id, index)
             self.commands[model_dir] = command
             if os.path.exists(self.results_path(run_id, model_dir)):
                 continue
-            shown = shell_command(command)
-            self.log(f"[reproduce] {'would run' if self.dry_run else 'running'}: {shown}")
-            if self.dry_run:
-                continue
-            os.makedirs(model_dir, exist_ok=True)
-            log_path = os.path.join(model_dir, "reproduce.log")
-            with open(log_path, "w") as log:
-                code = subprocess.run([sys.executable, *command[1:]], stdout=log,
-                                      stderr=subprocess.STDOUT, cwd=ROOT).returncode
-            if code:
-                with open(log_path, errors="replace") as f:
-                    tail = "".join(f.readlines()[-15:])
-                raise RunFailedError(
-                    f"{shown}\nfailed with exit code {code}; its log is {log_path}:\n{tail}")
+            self.log(f"[reproduce] {'would run' if self.dry_run else 'running'}: "
+                     f"{shell_command(command)}")
+            pending.append((command, model_dir))
+        if self.dry_run or not pending:
+            return
+        if self.jobs > 1 and len(pending) > 1:
+            with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
+                failures = [f for f in pool.map(lambda p: self._run(*p), pending) if f]
+        else:
+            failures = []
+            for command, model_dir in pending:
+                failures.append(self._run(command, model_dir))
+                if failures[-1]:
+                    break
+        failures = [f for f in failures if f]
+        if failures:
+            raise RunFailedError("\n\n".join(failures))
+
+    @staticmethod
+    def _run(command: Sequence[str], model_dir: str) -> str | None:
+        """Runs one command into ``model_dir/reproduce.log``; on failure, what to show."""
+        os.makedirs(model_dir, exist_ok=True)
+        log_path = os.path.join(model_dir, "reproduce.log")
+        with open(log_path, "w") as log:
+            code = subprocess.run([sys.executable, *command[1:]], stdout=log,
+                                  stderr=subprocess.STDOUT, cwd=ROOT).returncode
+        if not code:
+            return None
+        with open(log_path, errors="replace") as f:
+            tail = "".join(f.readlines()[-15:])
+        return (f"{shell_command(command)}\nfailed with exit code {code}; its log is "
+                f"{log_path}:\n{tail}")
 
     def value(self, run_id: str, metric: str) -> list[float] | None:
         """The metric of every seed of ``run_id`` (None where results are missing)."""
@@ -374,8 +405,8 @@ def group_root(group: Mapping[str, Any], name: str, root: str | None) -> str:
 def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
               root: str | None = None, extra_bindings: Sequence[str] = (),
               decode_flags: Sequence[str] = (), dry_run: bool = False,
-              report_only: bool = False, log: Callable[[str], None] = print
-              ) -> tuple[list[RowResult], dict[str, list[str]]]:
+              report_only: bool = False, log: Callable[[str], None] = print,
+              jobs: int = 1) -> tuple[list[RowResult], dict[str, list[str]]]:
     """Makes every run the table's rows need at ``scale`` (``report_only``: none, the
     rows report what exists); returns the rows and the command of every model dir
     involved."""
@@ -390,7 +421,7 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
         return run_comparison(table, scale, dry_run=dry_run, report_only=report_only, log=log)
     group = doc["run_groups"][spec["group"]]
     runner = GroupRunner(spec["group"], group, group_root(group, spec["group"], root),
-                         extra_bindings, dry_run, log, decode_flags)
+                         extra_bindings, dry_run, log, decode_flags, jobs)
     if scale == "full" and not (dry_run or report_only):
         check_data(runner, [_row_run(r, scale)["run"] for r in table["rows"]
                             if r.get(scale) is not None])
@@ -850,7 +881,7 @@ def reproduce(names: Sequence[str], scale: str = "demo", *, root: str | None = N
               results_dir: str = os.path.join("results", "reproduce"),
               extra_bindings: Sequence[str] = (), decode_flags: Sequence[str] = (),
               dry_run: bool = False, report_only: bool = False, invocation: str = "",
-              doc: Mapping[str, Any] | None = None) -> dict[str, str]:
+              doc: Mapping[str, Any] | None = None, jobs: int = 1) -> dict[str, str]:
     """Runs and reports each table; returns ``{table: markdown}``."""
     doc = doc or load_tables()
     out_dir = os.path.join(results_dir, scale)
@@ -858,7 +889,7 @@ def reproduce(names: Sequence[str], scale: str = "demo", *, root: str | None = N
     for name in names:
         rows, commands = run_table(doc, name, scale, root=root,
                                    extra_bindings=extra_bindings, decode_flags=decode_flags,
-                                   dry_run=dry_run, report_only=report_only)
+                                   dry_run=dry_run, report_only=report_only, jobs=jobs)
         if dry_run:
             continue
         table = doc["tables"][name]
@@ -916,7 +947,8 @@ def main(argv: list[str]) -> None:
                             results_dir=values.results_dir,
                             extra_bindings=values.gin_bindings,
                             decode_flags=values.decode_flag, dry_run=values.dry_run,
-                            report_only=values.report_only, invocation=invocation, doc=doc)
+                            report_only=values.report_only, invocation=invocation, doc=doc,
+                            jobs=values.jobs)
     except (TablesError, RunFailedError) as e:
         sys.exit(f"error: {e}")
     for name, markdown in reports.items():
@@ -938,6 +970,8 @@ if __name__ == "__main__":
                         "(default: each run group's root in data/paper_tables.json).")
     flags.DEFINE_string("results_dir", os.path.join("results", "reproduce"),
                         "Where TABLE.md / .json / .png go (under SCALE/).")
+    flags.DEFINE_integer("jobs", 1, "Seeds of one run trained at the same time (each a "
+                         "process; on a 2-core machine 2-3 keep the cores busy).")
     flags.DEFINE_bool("dry_run", False, "Print the commands of missing runs; run nothing.")
     flags.DEFINE_bool("report_only", False, "Run nothing: report the runs that exist "
                       "(rows without results read 'not run').")
