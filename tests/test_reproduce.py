@@ -321,3 +321,26 @@ def test_full_scale_names_the_datasets_to_prepare_before_any_run(doc, monkeypatc
     monkeypatch.setattr(reproduce.GroupRunner, "ensure", no_training)
     with pytest.raises(reproduce.TablesError, match=r"not prepared(.|\n)*tfds build wmt14"):
         reproduce.run_table(doc, "transformer_table2", "full", log=lambda _: None)
+
+
+def test_a_run_group_table_sets_its_reference_runs_beside_ours(tmp_path, doc):
+    """``reference_results``: each row's reference seeds (a reference implementation's
+    own JSONs) become the reference column, beside ours and the paper."""
+    broken = copy.deepcopy(doc)
+    spec = broken["tables"]["ner_conll2003"]["benchmark"]
+    spec["reference_results"] = str(tmp_path / "reference")
+    row = next(r for r in broken["tables"]["ner_conll2003"]["rows"] if "reference" in
+               (r["benchmark"] if isinstance(r["benchmark"], dict) else {}))
+    folder = tmp_path / "reference" / row["benchmark"]["reference"]
+    os.makedirs(folder)
+    for seed, f1 in enumerate([0.90, 0.88]):
+        with open(folder / f"seed_{seed}.json", "w") as f:
+            json.dump({"test_entity_f1": f1}, f)
+    rows, _ = reproduce.run_table(broken, "ner_conll2003", "benchmark",
+                                  root=str(tmp_path / "runs"), report_only=True)
+    got = next(r for r in rows if r.id == row["id"])
+    assert got.reference == pytest.approx(89.0) and got.reference_seeds == 2
+    assert got.ours is None  # no run of ours under this root
+    markdown = reproduce.write_report(str(tmp_path), "ner", broken["tables"]["ner_conll2003"],
+                                      "benchmark", rows, {}, "cmd")
+    assert "| reference |" in markdown and "89.00 ± 1.41 (2 seeds)" in markdown

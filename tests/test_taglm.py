@@ -302,3 +302,23 @@ def test_tagger_predict_and_score_batch_agree_with_its_loss():
     mask = batch["token_ids"] > 0
     correct = float(((tags == batch["tag_ids"]) & mask).sum())
     assert correct == float(metrics["token_accuracy"][0])
+
+
+def test_pytorch_reference_tagger_learns_and_keeps_bio_valid(tmp_path):
+    """``benchmarks.tagger_reference`` (the CoNLL-2003 table's PyTorch reference) on the
+    shipped Austen set: a short run finds entities, and with the CRF's BIO-invalid
+    transitions held at -1e4 through training no decoded test path breaks BIO."""
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-m", "benchmarks.tagger_reference", "--task=ner_austen",
+         "--steps=300", "--seeds=0", f"--output_dir={tmp_path}"],
+        capture_output=True, text=True, cwd=os.path.dirname(os.path.dirname(__file__)))
+    assert out.returncode == 0, out.stderr[-2000:]
+    with open(tmp_path / "ner_austen-cnn" / "seed_0.json") as f:
+        result = json.load(f)
+    assert result["steps"] == 300 and "--task=ner_austen" in result["command"]
+    assert result["test_entity_f1"] > 0.3, result
+    assert result["test_invalid_bio_paths"] == 0, result

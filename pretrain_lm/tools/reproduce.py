@@ -440,14 +440,37 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
             runner.ensure(ref["run"])
         values = runner.value(ref["run"], ref.get("metric", spec.get("metric")))
         result.run = ref["run"]
+        factor = ref.get("factor", spec.get("factor", 1))
         if values:
-            factor = ref.get("factor", spec.get("factor", 1))
             values = [v * factor for v in values]
             result.ours = statistics.fmean(values)
             result.ours_std = statistics.stdev(values) if len(values) > 1 else None
             result.seeds = len(values)
+        if ref.get("reference"):
+            reference = reference_values(spec, ref["reference"])
+            if reference:
+                reference = [v * factor for v in reference]
+                result.reference = statistics.fmean(reference)
+                result.reference_std = (statistics.stdev(reference) if len(reference) > 1
+                                        else None)
+                result.reference_seeds = len(reference)
         rows.append(result)
     return rows, runner.commands
+
+
+def reference_values(spec: Mapping[str, Any], name: str) -> list[float]:
+    """A run group table's reference runs for one row: ``spec["reference_metric"]`` of
+    every ``ROOT/<spec["reference_results"]>/<name>/seed_*.json`` (a reference
+    implementation's own script writes them, e.g. ``benchmarks.tagger_reference``)."""
+    import glob
+
+    paths = sorted(glob.glob(os.path.join(ROOT, spec["reference_results"], name,
+                                          "seed_*.json")))
+    values = []
+    for path in paths:
+        with open(path) as f:
+            values.append(float(json.load(f)[spec["reference_metric"]]))
+    return values
 
 
 def run_comparison(table: Mapping[str, Any], scale: str, *, dry_run: bool = False,
@@ -699,7 +722,7 @@ def write_report(results_dir: str, name: str, table: Mapping[str, Any], scale: s
     """``TABLE.md`` and ``TABLE.json`` under ``results_dir``; returns the markdown."""
     verdicts = agreement(table, rows)
     spec = scale_spec(table, scale)
-    compared = "compare" in spec
+    compared = "compare" in spec or "reference_results" in spec
     lines = [f"# {table['title']}", "",
              f"Paper: {table['paper']}. Paper metric: {table['paper_metric']}.", "",
              f"Ours ({scale} scale): {spec.get('ours_metric', '')}.", ""]
