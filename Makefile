@@ -46,11 +46,13 @@ test-slow: install
 	$(PY) -m pytest -q --durations=15 -n $(PYTEST_WORKERS) --dist loadfile -m slow tests
 
 # Real-data benchmarks read PRETRAIN_LM_DATA_DIR (Multi30k, SST-2); the summary lists
-# every ratio of this run against its goal (results/bench_summary.json).
+# every ratio of this run against its goal (results/bench_summary.json). Beam search on
+# trained weights runs when MULTI30K_RUN holds a run of transformer/benchmark_multi30k.gin.
+MULTI30K_RUN ?= runs/multi30k
 bench: install
 	$(PY) -m benchmarks.bert_step
 	$(PY) -m benchmarks.input_pipeline
-	$(PY) -m benchmarks.transformer_mt
+	$(PY) -m benchmarks.transformer_mt $(if $(wildcard $(MULTI30K_RUN)/checkpoints),--trained_dir=$(MULTI30K_RUN))
 	$(PY) -m benchmarks.finetune_step
 	$(PY) -m benchmarks.awd_lstm
 	$(PY) -m benchmarks.elmo

@@ -39,6 +39,10 @@ from typing import Any
 import numpy as np
 from absl import app, flags
 
+# Before torch loads: libgomp's spinning threads crawl on a machine with other jobs
+# running (benchmarks/elmo.py measured 12x); passive waiting costs nothing when idle.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
 _TASK = flags.DEFINE_string("task", "bench_conll2003_ner_words_vectors", "A word-level "
                             "tagging task (tasks/tagging.py).")
 _CHAR = flags.DEFINE_enum("char_encoder", "cnn", ["cnn", "none"], "Character CNN or none.")
