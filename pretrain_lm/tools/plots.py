@@ -1,9 +1,13 @@
 r"""Learning curves of a run as a PNG, from its ``{train,eval}/metrics.jsonl``.
 
     python -m pretrain_lm.tools.plots --model_dir=runs/demo_bert_tiny [--metrics=loss,mlm_accuracy]
+    python -m pretrain_lm.tools.plots --run=GloVe=runs/a --run=UNK=runs/b \
+      --metrics=entity_f1,loss --output=curves.png
 
 Writes ``MODEL_DIR/learning_curves.png``: one panel per metric, training (every
-``log_every`` steps) and held-out evaluation on the same axes. TensorBoard shows the same
+``log_every`` steps) and held-out evaluation on the same axes. With ``--run=LABEL=DIR``
+(repeated) several runs share each panel, one colour a run (evaluation points, training
+as a thin line), to compare the variants of an ablation. TensorBoard shows the same
 scalars interactively; this is the picture for a paper draft or a report.
 """
 
@@ -26,46 +30,79 @@ def read_metrics(path: str) -> list[dict[str, float]]:
         return [json.loads(line) for line in f if line.strip()]
 
 
-def plot_learning_curves(model_dir: str, metrics: Sequence[str] = DEFAULT_METRICS,
-                         output: str | None = None) -> str:
-    """Draws the curves of ``metrics`` present in the run; returns the PNG path."""
+def _run_metrics(model_dir: str) -> dict[str, list[dict[str, float]]]:
+    """A run's train and eval records; eval keeps its first split only (a relaunch may
+    have evaluated another one, e.g. the test split at the last step)."""
+    runs = {split: read_metrics(os.path.join(model_dir, split, "metrics.jsonl"))
+            for split in ("train", "eval")}
+    if runs["eval"]:
+        first_split = runs["eval"][0].get("split")
+        runs["eval"] = [r for r in runs["eval"] if r.get("split") == first_split]
+    return runs
+
+
+def _present(metrics: Sequence[str], runs: Sequence[dict[str, list[dict[str, float]]]],
+             where: str) -> list[str]:
+    present = [m for m in metrics
+               if any(m in r for run in runs for rs in run.values() for r in rs)]
+    if not present:
+        raise ValueError(f"No metrics {list(metrics)} in {where}/{{train,eval}}/"
+                         "metrics.jsonl; is this a model dir of a run that has logged?")
+    return present
+
+
+def plot_runs(model_dirs: dict[str, str], metrics: Sequence[str], output: str,
+              title: str | None = None) -> str:
+    """The runs on shared panels (one per metric), one colour a run: evaluation points
+    joined, training a thin line (one run: labelled train / eval). Returns the PNG path."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    runs = {split: read_metrics(os.path.join(model_dir, split, "metrics.jsonl"))
-            for split in ("train", "eval")}
-    if runs["eval"]:  # one split: a relaunch may have evaluated another one
-        first_split = runs["eval"][0].get("split")
-        runs["eval"] = [r for r in runs["eval"] if r.get("split") == first_split]
-    present = [m for m in metrics if any(m in r for rs in runs.values() for r in rs)]
-    if not present:
-        raise ValueError(f"No metrics {list(metrics)} in {model_dir}/{{train,eval}}/"
-                         "metrics.jsonl; is this a model dir of a run that has logged?")
-    fig, axes = plt.subplots(1, len(present), figsize=(4.2 * len(present), 3.4),
+    runs = {label: _run_metrics(d) for label, d in model_dirs.items()}
+    present = _present(metrics, list(runs.values()), ", ".join(model_dirs.values()))
+    fig, axes = plt.subplots(1, len(present), figsize=(4.4 * len(present), 3.5),
                              squeeze=False)
     for ax, metric in zip(axes[0], present, strict=True):
-        for split, style in (("train", "-"), ("eval", "o-")):
-            points = [(r["step"], r[metric]) for r in runs[split] if metric in r]
-            if points:
+        for i, (label, run) in enumerate(runs.items()):
+            for split, style, width in (("train", "-", 0.9), ("eval", "o-", 1.6)):
+                points = [(r["step"], r[metric]) for r in run[split] if metric in r]
+                if not points:
+                    continue
+                if len(runs) == 1:  # one run: a colour a split
+                    name, colour, alpha = split, f"C{int(split == 'eval')}", 1.0
+                else:
+                    name = label if split == "eval" or not run["eval"] else None
+                    colour, alpha = f"C{i % 10}", 0.55 if split == "train" else 1.0
                 steps, values = zip(*points, strict=True)
-                ax.plot(steps, values, style, label=split, markersize=4)
+                ax.plot(steps, values, style, color=colour, linewidth=width, markersize=3,
+                        label=name, alpha=alpha)
         ax.set_title(metric)
         ax.set_xlabel("step")
         if metric.endswith("perplexity"):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(os.path.basename(os.path.normpath(model_dir)))
+        ax.legend(fontsize=7 if len(runs) > 1 else None)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
-    output = output or os.path.join(model_dir, "learning_curves.png")
     fig.savefig(output, dpi=110)
     plt.close(fig)
     return output
 
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Model dir of a run.", required=True)
+def plot_learning_curves(model_dir: str, metrics: Sequence[str] = DEFAULT_METRICS,
+                         output: str | None = None) -> str:
+    """Draws the curves of ``metrics`` present in the run; returns the PNG path."""
+    name = os.path.basename(os.path.normpath(model_dir))
+    return plot_runs({name: model_dir}, metrics,
+                     output or os.path.join(model_dir, "learning_curves.png"), title=name)
+
+
+_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Model dir of a run.")
+_RUNS = flags.DEFINE_multi_string("run", [], "LABEL=MODEL_DIR, repeated: runs compared on "
+                                  "shared panels (needs --output).")
 _METRICS = flags.DEFINE_list("metrics", list(DEFAULT_METRICS), "Metrics to plot.")
 _OUTPUT = flags.DEFINE_string("output", None, "PNG path (default MODEL_DIR/...).")
 
@@ -73,6 +110,15 @@ _OUTPUT = flags.DEFINE_string("output", None, "PNG path (default MODEL_DIR/...).
 def main(argv: Sequence[str]) -> None:
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
+    if bool(_MODEL_DIR.value) == bool(_RUNS.value):
+        raise app.UsageError("Give --model_dir=DIR (one run) or --run=LABEL=DIR ... "
+                             "(several).")
+    if _RUNS.value:
+        if not _OUTPUT.value or any("=" not in r for r in _RUNS.value):
+            raise app.UsageError("--run needs LABEL=MODEL_DIR values and --output=PNG.")
+        runs = dict(r.split("=", 1) for r in _RUNS.value)
+        print(f"wrote {plot_runs(runs, _METRICS.value, _OUTPUT.value)}")
+        return
     print(f"wrote {plot_learning_curves(_MODEL_DIR.value, _METRICS.value, _OUTPUT.value)}")
 
 
