@@ -35,7 +35,7 @@ ROWS: tuple[tuple[str, str, tuple[str, ...], float, str], ...] = (
      "bench_finetune_step.json", ("speedup_vs_peer",), 1.5, "real wordpieces/s"),
     ("Beam search (beam 4), random weights", "bench_transformer_mt.json",
      ("decode", "speedup_vs_peer"), 1.2, "sentences/s"),
-    ("Beam search (beam 4), trained weights on Multi30k test2016 (--trained_dir)",
+    ("Beam search (beam 4), trained weights, Multi30k test",
      "bench_transformer_mt.json", ("decode_trained", "speedup_vs_peer"), 1.2,
      "sentences/s"),
     ("Transformer training step, fixed shape", "bench_transformer_mt.json",

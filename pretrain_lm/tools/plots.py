@@ -80,7 +80,7 @@ def plot_runs(model_dirs: dict[str, str], metrics: Sequence[str], output: str,
                         label=name, alpha=alpha)
         ax.set_title(metric)
         ax.set_xlabel("step")
-        if metric.endswith("perplexity"):
+        if metric.endswith(("perplexity", "nll")):
             ax.set_yscale("log")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7 if len(runs) > 1 else None)
