@@ -304,6 +304,7 @@ def test_tagger_predict_and_score_batch_agree_with_its_loss():
     assert correct == float(metrics["token_accuracy"][0])
 
 
+@pytest.mark.slow  # ~45 s of PyTorch training alone, twice that beside the other worker
 def test_pytorch_reference_tagger_learns_and_keeps_bio_valid(tmp_path):
     """``benchmarks.tagger_reference`` (the CoNLL-2003 table's PyTorch reference) on the
     shipped Austen set: a short run finds entities, and with the CRF's BIO-invalid

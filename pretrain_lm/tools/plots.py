@@ -100,27 +100,28 @@ def plot_learning_curves(model_dir: str, metrics: Sequence[str] = DEFAULT_METRIC
                      output or os.path.join(model_dir, "learning_curves.png"), title=name)
 
 
-_MODEL_DIR = flags.DEFINE_string("model_dir", None, "Model dir of a run.")
-_RUNS = flags.DEFINE_multi_string("run", [], "LABEL=MODEL_DIR, repeated: runs compared on "
-                                  "shared panels (needs --output).")
-_METRICS = flags.DEFINE_list("metrics", list(DEFAULT_METRICS), "Metrics to plot.")
-_OUTPUT = flags.DEFINE_string("output", None, "PNG path (default MODEL_DIR/...).")
-
-
 def main(argv: Sequence[str]) -> None:
+    values = flags.FLAGS
     if len(argv) > 1:
         raise app.UsageError(f"Unexpected arguments: {argv[1:]}")
-    if bool(_MODEL_DIR.value) == bool(_RUNS.value):
+    if bool(values.model_dir) == bool(values.run):
         raise app.UsageError("Give --model_dir=DIR (one run) or --run=LABEL=DIR ... "
                              "(several).")
-    if _RUNS.value:
-        if not _OUTPUT.value or any("=" not in r for r in _RUNS.value):
+    if values.run:
+        if not values.output or any("=" not in r for r in values.run):
             raise app.UsageError("--run needs LABEL=MODEL_DIR values and --output=PNG.")
-        runs = dict(r.split("=", 1) for r in _RUNS.value)
-        print(f"wrote {plot_runs(runs, _METRICS.value, _OUTPUT.value)}")
+        runs = dict(r.split("=", 1) for r in values.run)
+        print(f"wrote {plot_runs(runs, values.metrics, values.output)}")
         return
-    print(f"wrote {plot_learning_curves(_MODEL_DIR.value, _METRICS.value, _OUTPUT.value)}")
+    print(f"wrote {plot_learning_curves(values.model_dir, values.metrics, values.output)}")
 
 
 if __name__ == "__main__":
+    # Flags are defined only when run as a program (the tests import this module beside
+    # other tools that define --model_dir / --output).
+    flags.DEFINE_string("model_dir", None, "Model dir of a run.")
+    flags.DEFINE_multi_string("run", [], "LABEL=MODEL_DIR, repeated: runs compared on "
+                              "shared panels (needs --output).")
+    flags.DEFINE_list("metrics", list(DEFAULT_METRICS), "Metrics to plot.")
+    flags.DEFINE_string("output", None, "PNG path (default MODEL_DIR/...).")
     app.run(main)
