@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import numpy as np
 from absl import app, flags
 
+from benchmarks.reference_encoding import EVAL_SPLITS
+
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 # task: (gin file of the bench_* task, metric keys shown, main metric)
@@ -38,8 +40,6 @@ TASKS = {
     "conll2003": ("finetune/bench_conll2003_ner.gin", ("f1", "precision", "recall"), "f1"),
     "squad": ("finetune/bench_squad_v1_dev.gin", ("exact_match", "f1"), "f1"),
 }
-# Splits scored after training: the dev set; CoNLL-2003 also its test set (eng.testb).
-EVAL_SPLITS = {"conll2003": ("validation", "test")}
 # BERT-Base dev-set figures are not in the paper (its Table 1 is GLUE *test*); these are the
 # test-server figures of BERT-Base (Devlin et al. 2019, Table 1), for scale only.
 PUBLISHED_BERT_BASE_TEST = {"stsb": ("spearman", 85.8), "rte": ("accuracy", 66.4),

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 from absl import app, flags
 
-from benchmarks.reference_encoding import encode, encode_tagged
+from benchmarks.reference_encoding import EVAL_SPLITS, encode, encode_tagged
 
 # task: (reader and its arguments, text_a, text_b, head)
 TASKS: dict[str, tuple[tuple[str, ...], str, str | None, str]] = {
@@ -44,8 +44,6 @@ TASKS: dict[str, tuple[tuple[str, ...], str, str | None, str]] = {
 METRICS = {"stsb": "pearson_spearman", "rte": "accuracy", "mrpc": "f1_and_accuracy",
            "cola": "matthews_corr", "sst2": "accuracy", "wnli": "accuracy",
            "conll2003": "ner_f1"}
-# Splits scored after training: the dev set; CoNLL-2003 also its test set (eng.testb).
-EVAL_SPLITS = {"conll2003": ("validation", "test")}
 
 _TASK = flags.DEFINE_enum("task", "stsb", list(TASKS), "Benchmark task.")
 _POOLING = flags.DEFINE_enum("pooling", "pooler", ["pooler", "pooler_reinit", "cls", "mean"],

@@ -1,11 +1,16 @@
 """How the reference fine-tuning (``benchmarks.finetune_reference``) turns benchmark rows
 into wordpiece ids with a HuggingFace tokenizer: BERT's pair truncation, and NER tags at
-each word's first wordpiece. Kept free of command-line flags so tests can import it."""
+each word's first wordpiece; and the splits every task is scored on, which
+``benchmarks.finetune_compare`` reads too. Kept free of command-line flags so tests and
+both scripts can import it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from typing import Any
+
+# Splits scored after training: the dev set; CoNLL-2003 also its test set (eng.testb).
+EVAL_SPLITS = {"conll2003": ("validation", "test")}
 
 
 def encode(tokenizer: Any, examples: Sequence[dict[str, Any]], text_a: str,

@@ -12,10 +12,10 @@ import functools
 from tasks import finetuning as ft
 from tasks import metrics
 from tasks.pretraining import PreparedTfdsDataSource
+from tasks.tagging import CONLL_TAGS
 from tasks.vocab import WordPieceVocabulary, vocab_fingerprint
 
 CONLL_TFDS = "conll2003:1.0.0"
-CONLL_TAGS = ("O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC")
 
 
 def register_conll2003(vocab: WordPieceVocabulary, *, suffix: str | None = None,

@@ -224,3 +224,40 @@ def test_classifier_loads_the_language_model_encoder():
     _, _, same = classifier.loss_with_state(params, trained, batch, rng=None, train=False)
     jax.tree.map(np.testing.assert_array_equal, same, trained)
     assert set(metrics) == {"loss", "accuracy"}
+
+
+def test_language_model_equals_the_pytorch_reference_on_the_same_weights():
+    """``benchmarks.awd_lstm_torch.peer_model`` (the network ``benchmarks.awd_lstm`` and the
+    PTB reference train) computes the same evaluation NLL as ours, window after window
+    with the state carried; ours reads the second window padded to ``max_length`` as the
+    BPTT pipeline gives it, PyTorch reads it cut to its length."""
+    torch = pytest.importorskip("torch")
+    from benchmarks.awd_lstm_torch import peer_model
+
+    model = awd_lstm.AWDLSTMLanguageModel(TINY, max_length=8)
+    ids = np.random.default_rng(3).integers(1, 50, size=(2, 14))
+    first, second = _batch(ids[:, :9]), _batch(ids[:, 8:])
+    padded = {k: np.pad(v, ((0, 0), (0, 3))) for k, v in second.items()}
+    params = _params(model, first)
+    peer = peer_model(TINY).eval()
+    with torch.no_grad():
+        peer.embedding.weight.copy_(torch.from_numpy(np.array(params["embedding"])))
+        peer.decoder_bias.copy_(torch.from_numpy(np.array(params["output_bias"])))
+        for i, rnn in enumerate(peer.rnns):
+            p = {k: torch.from_numpy(np.array(v)) for k, v in params[f"lstm_{i}"].items()}
+            rnn.weight_ih_l0.copy_(p["input_kernel"].T)
+            rnn.weight_hh_l0.copy_(p["recurrent_kernel"].T)
+            rnn.bias_ih_l0.copy_(p["bias"])
+            rnn.bias_hh_l0.zero_()
+    state, peer_state = model.init_state(2), peer.initial_state(2)
+    for batch, ours_batch in ((first, first), (second, padded)):
+        _, metrics, state = model.loss_with_state(params, state, ours_batch, rng=None,
+                                                  train=False)
+        with torch.no_grad():
+            logits, _, _, peer_state = peer(torch.from_numpy(
+                batch["decoder_input_tokens"].astype(np.int64)), peer_state)
+            nll = torch.nn.functional.cross_entropy(
+                logits.reshape(-1, TINY.vocab_size),
+                torch.from_numpy(batch["decoder_target_tokens"].astype(np.int64)).reshape(-1),
+                reduction="sum")
+        np.testing.assert_allclose(float(metrics["nll"][0]), float(nll), rtol=1e-5)

@@ -344,3 +344,57 @@ def test_a_run_group_table_sets_its_reference_runs_beside_ours(tmp_path, doc):
     markdown = reproduce.write_report(str(tmp_path), "ner", broken["tables"]["ner_conll2003"],
                                       "benchmark", rows, {}, "cmd")
     assert "| reference |" in markdown and "89.00 ± 1.41 (2 seeds)" in markdown
+
+
+def test_each_row_can_read_its_own_metric_of_the_reference_runs(tmp_path, doc):
+    """``reference_metric`` on a row overrides the table's: the PTB table's validation
+    and test rows read two keys of the same reference JSONs."""
+    table = copy.deepcopy(doc["tables"]["awd_lstm_ptb"])
+    table["benchmark"]["reference_results"] = str(tmp_path / "reference")
+    folder = tmp_path / "reference" / "bench_ptb_lm_words"
+    os.makedirs(folder)
+    for seed, (valid, test) in enumerate([(120.0, 115.0), (122.0, 117.0)]):
+        with open(folder / f"seed_{seed}.json", "w") as f:
+            json.dump({"validation_perplexity": valid, "test_perplexity": test}, f)
+    broken = {**doc, "tables": {**doc["tables"], "awd_lstm_ptb": table}}
+    rows, _ = reproduce.run_table(broken, "awd_lstm_ptb", "benchmark",
+                                  root=str(tmp_path / "runs"), report_only=True)
+    by_id = {r.id: r for r in rows}
+    assert by_id["validation"].reference == pytest.approx(121.0)
+    assert by_id["test"].reference == pytest.approx(116.0)
+    assert not by_id["test"].higher_is_better
+
+
+TINY_BENCHMARK = {
+    "ner_conll2003": ["TRAIN_STEPS = 3", "EVAL_STEPS = 2"],
+    "awd_lstm_ptb": ["TRAIN_STEPS = 3", "EVAL_STEPS = 2", "BATCH_SIZE = 8"],
+}
+
+
+def test_tiny_budgets_cover_every_run_group_table_at_benchmark_scale(doc):
+    grouped = {n for n, t in doc["tables"].items() if "group" in t.get("benchmark", {})}
+    assert grouped == set(TINY_BENCHMARK)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", sorted(TINY_BENCHMARK))
+def test_each_benchmark_table_runs_end_to_end_on_tiny_budgets(tmp_path, name):
+    """The real benchmark files (``$PRETRAIN_LM_DATA_DIR``): every run of the table, its
+    test-split evaluations included, then the report with the reference column."""
+    from tasks import benchmark_data as bd
+
+    if not os.path.isdir(os.environ.get(bd.ENV_VAR) or "/nonexistent"):
+        if os.environ.get("CI"):
+            pytest.fail(f"${bd.ENV_VAR} must name the benchmark files under CI")
+        pytest.skip(f"${bd.ENV_VAR} is not set")
+    out = str(tmp_path / "results")
+    args = [sys.executable, "-m", "pretrain_lm.tools.reproduce", name, "--scale=benchmark",
+            f"--model_dir={tmp_path / 'runs'}", f"--results_dir={out}",
+            *[f"--gin_bindings={b}" for b in TINY_BENCHMARK[name]]]
+    done = subprocess.run(args, capture_output=True, text=True, cwd=reproduce.ROOT)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    with open(os.path.join(out, "benchmark", f"{name}.json")) as f:
+        report = json.load(f)
+    table = reproduce.load_tables()["tables"][name]
+    for row, spec in zip(report["rows"], table["rows"], strict=True):
+        assert (row["ours"] is not None) == (spec.get("benchmark") is not None), row["id"]

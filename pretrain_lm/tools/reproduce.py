@@ -447,7 +447,8 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
             result.ours_std = statistics.stdev(values) if len(values) > 1 else None
             result.seeds = len(values)
         if ref.get("reference"):
-            reference = reference_values(spec, ref["reference"])
+            reference = reference_values(spec, ref["reference"],
+                                         ref.get("reference_metric"))
             if reference:
                 reference = [v * factor for v in reference]
                 result.reference = statistics.fmean(reference)
@@ -458,10 +459,12 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
     return rows, runner.commands
 
 
-def reference_values(spec: Mapping[str, Any], name: str) -> list[float]:
-    """A run group table's reference runs for one row: ``spec["reference_metric"]`` of
-    every ``ROOT/<spec["reference_results"]>/<name>/seed_*.json`` (a reference
-    implementation's own script writes them, e.g. ``benchmarks.tagger_reference``)."""
+def reference_values(spec: Mapping[str, Any], name: str, metric: str | None = None
+                     ) -> list[float]:
+    """A run group table's reference runs for one row: ``metric`` (default
+    ``spec["reference_metric"]``) of every
+    ``ROOT/<spec["reference_results"]>/<name>/seed_*.json`` (a reference implementation's
+    own script writes them, e.g. ``benchmarks.tagger_reference``)."""
     import glob
 
     paths = sorted(glob.glob(os.path.join(ROOT, spec["reference_results"], name,
@@ -469,7 +472,7 @@ def reference_values(spec: Mapping[str, Any], name: str) -> list[float]:
     values = []
     for path in paths:
         with open(path) as f:
-            values.append(float(json.load(f)[spec["reference_metric"]]))
+            values.append(float(json.load(f)[metric or spec["reference_metric"]]))
     return values
 
 
