@@ -56,7 +56,7 @@ bench: install
 	$(PY) -m benchmarks.finetune_step
 	$(PY) -m benchmarks.awd_lstm
 	$(PY) -m benchmarks.elmo
-	$(PY) -m benchmarks.summary --since=14400
+	$(PY) -m benchmarks.summary --since=14400 --archive
 
 lint: install
 	$(PY) -m ruff check .
