@@ -252,3 +252,34 @@ def test_gpt_decodes_each_rows_own_prompt_as_huggingface_greedy():
                                    pad_token_id=0).numpy()[0, 1:]
         np.testing.assert_array_equal(got[row][:len(expected)], expected)
         assert list(got[row][:len(prompt)]) == prompt
+
+
+@pytest.mark.parametrize("num_beams", [1, 3])
+def test_gpt_decoding_with_a_growing_cache_equals_the_full_cache(num_beams):
+    """The GPT's cache starting at 4 positions and grown to 8 and 11 mid-decoding
+    (``grow_decode_state``, as ``predict_batch`` grows past 32) gives the tokens and scores
+    of one cache of all 11 positions; greedy is also HF ``generate``'s continuation."""
+    from models import decoding
+
+    hf, model, params = _gpt2()
+    prompts = np.array([[5, 9, 13, 0, 0], [7, 3, 22, 40, 11]], np.int32)
+    results = {}
+    for sizes in [(11,), (4, 8, 11)]:
+        state = model.decode_state(params, {"prompt_tokens": prompts}, sizes[0])
+        common = dict(bos_id=0, eos_id=1, max_length=11, batch_size=2, cache_sizes=sizes,
+                      grow=model.grow_decode_state)
+        if num_beams == 1:
+            results[sizes] = decoding.greedy(model.step_fn(params), state, **common)
+        else:
+            results[sizes] = decoding.beam_search(model.step_fn(params), state,
+                                                  beam_size=num_beams, alpha=0.6, **common)
+    for full, grown in zip(results[(11,)], results[(4, 8, 11)], strict=True):
+        np.testing.assert_allclose(np.asarray(grown), np.asarray(full), rtol=1e-5)
+    if num_beams == 1:
+        tokens = np.asarray(results[(4, 8, 11)][0])
+        with torch.no_grad():
+            expected = hf.generate(torch.tensor([[0, 7, 3, 22, 40, 11]]),
+                                   attention_mask=torch.ones((1, 6), dtype=torch.long),
+                                   do_sample=False, max_new_tokens=6, eos_token_id=1,
+                                   pad_token_id=0).numpy()[0, 1:]
+        np.testing.assert_array_equal(tokens[1][:len(expected)], expected)
