@@ -35,6 +35,20 @@ test = test2016) over the given sentencepiece vocabulary.
 Language modelling: ``bench_ptb_lm_words``: Mikolov's PTB, word level (ids 0 ``<pad>``,
 1 ``<eos>``, then the 9,999 train words by count, ``<unk>`` among them), each sentence
 followed by ``<eos>``; documents of ``PTB_SENTENCES_PER_DOCUMENT`` consecutive sentences.
+
+ULMFiT on TREC-6 over a sentencepiece vocabulary (``<suffix>``: ``gcide8k``, the BPE
+learned from GCIDE), ``register_ulmfit_trec6``:
+
+* ``lm_general_<suffix>``: stage 1, general-domain text: the given corpus files (GCIDE,
+  Austen; each split by document as ``lm_gcide8k`` is) and PTB's train / validation
+  sentences (lower-cased, ``<unk>`` and ``N`` as PTB writes them) in documents of
+  ``PTB_SENTENCES_PER_DOCUMENT``.
+* ``lm_bench_trec6_<suffix>``: stage 2, the target task's text: each question of TREC's
+  train (4,907) / validation (545) split one document; the test questions are never read.
+* ``bench_trec6_<suffix>``: stage 3, the coarse classification of ``bench_trec6_*`` as
+  bare ids (no special tokens); splits train / validation / train_full / test and
+  ``train_<n>`` (``TREC_TRAIN_SUBSETS``, nested, drawn from train) for the
+  sample-efficiency curve.
 """
 
 from __future__ import annotations
@@ -378,6 +392,52 @@ def register_ptb(sentences_per_document: int = PTB_SENTENCES_PER_DOCUMENT) -> st
         output_features=lm.output_features(vocab),
         shuffle_buffer_size=lm.DEFAULT_SHUFFLE_BUFFER)
     return name
+
+
+TREC_TRAIN_SUBSETS = (100, 500)
+
+
+def trec6_rows(split: str) -> list[dict[str, Any]]:
+    """TREC questions with the coarse label id as ``label``; ``train_<n>``: ``n`` of the
+    train split's questions (``glue.train_subset``: nested, fixed seed)."""
+    base, _, size = split.partition("_")
+    rows = bd.trec(base if size.isdigit() else split)
+    if size.isdigit():
+        rows = [rows[i] for i in glue.train_subset(len(rows), int(size))]
+    return [{**r, "label": r["coarse"]} for r in rows]
+
+
+def register_ulmfit_trec6(vocab: seqio.Vocabulary, suffix: str,
+                          corpus_paths: Sequence[str]) -> list[str]:
+    """``lm_general_<suffix>``, ``lm_bench_trec6_<suffix>`` and ``bench_trec6_<suffix>``:
+    ULMFiT's three stages on TREC-6 over one sentencepiece vocabulary (module doc)."""
+    from tasks.pretraining import corpus_split_documents
+
+    def general(split: str) -> list[str]:
+        docs = [d for path in corpus_paths for d in corpus_split_documents(
+            path, split, lm.DEFAULT_VALIDATION_FRACTION)]
+        if split in ("train", "validation"):
+            sentences = [" ".join(s) for s in bd.ptb(split)]
+            docs += ["\n".join(sentences[i:i + PTB_SENTENCES_PER_DOCUMENT])
+                     for i in range(0, len(sentences), PTB_SENTENCES_PER_DOCUMENT)]
+        return docs
+
+    general_name = f"lm_general_{suffix}"
+    lm.register_documents_lm_task(general_name, general, vocab,
+                                  splits=("train", "validation"))
+    trec_lm = f"lm_bench_trec6_{suffix}"
+    lm.register_documents_lm_task(trec_lm, lambda split: [r["sentence"] for r in bd.trec(split)],
+                                  vocab, splits=("train", "validation"))
+    name = f"bench_trec6_{suffix}"
+    splits = (*TREC_SPLITS, *(f"train_{n}" for n in TREC_TRAIN_SUBSETS))
+    ft.add_task(
+        name, ft.TaskSpec("classification", bd.TREC_COARSE, metrics.accuracy, "accuracy"),
+        source=_rows_source(trec6_rows, _sentence_keys(None), splits),
+        preprocessors=[functools.partial(ft.encode_document, text="sentence",
+                                         label_names=bd.TREC_COARSE, stats_name=name)],
+        output_features=ft.output_features(vocab, "classification"),
+        shuffle_buffer_size=FINETUNING_SHUFFLE_BUFFER)
+    return [general_name, trec_lm, name]
 
 
 def register_all(vocab: WordPieceVocabulary, suffix: str,

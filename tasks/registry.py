@@ -39,7 +39,9 @@ official ones): `bench_glue_{sst2,cola,mrpc,rte,wnli,stsb}_bert_uncased`,
 `bench_conll2003_ner_bert_uncased`, `bench_wnut16_ner_bert_uncased`,
 `bench_squad_v1_dev_bert_uncased`; word-level `bench_conll2003_ner_words[_unk_classes|
 _vectors]`, `bench_wnut16_ner_words`; `bench_multi30k_translate_en_de` (over
-`spm_en_de_4k`); `bench_ptb_lm_words`.
+`spm_en_de_4k`); `bench_ptb_lm_words`; ULMFiT on TREC-6 over the GCIDE BPE:
+`lm_general_gcide8k` (GCIDE + Austen + PTB), `lm_bench_trec6_gcide8k` (the questions),
+`bench_trec6_gcide8k` (the classifier's task, with `train_100` / `train_500`).
 
 TFDS tasks read from `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`) and stop with a
 `DatasetNotPreparedError` naming the `tfds build` command when the data is absent.
@@ -154,6 +156,9 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
     tagging_names += tagging.register_conll2003_words(tfds_data_dir)
     # The real benchmark files ($PRETRAIN_LM_DATA_DIR, benchmark packages; bench_*).
     bench_names = benchmark_tasks.register_all(bert_vocab, "bert_uncased", en_de)
+    bench_names += benchmark_tasks.register_ulmfit_trec6(
+        seqio.SentencePieceVocabulary(os.path.join(DATA_DIR, language_modeling.GCIDE_SPM)),
+        "gcide8k", [os.path.join(DATA_DIR, "corpus", "gcide", "gcide.txt"), AUSTEN_CORPUS])
     return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names, *lm_names,
                                         bilm_task.name, *tagging_names, *bench_names]
 

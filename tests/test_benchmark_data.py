@@ -420,6 +420,39 @@ def test_bench_tasks_read_the_files(data_dir, packages):
     assert words[:15] == [*first.split(" "), "<eos>"]  # Mikolov's stream: <eos> per line
 
 
+def test_ulmfit_trec6_tasks_read_the_questions_once_and_nest_the_label_subsets(data_dir,
+                                                                           packages):
+    """Stage 2 reads each train / validation question once (never a test one); the
+    classifier's subsets are nested draws from train, with the coarse labels of
+    ``bench_trec6_bert_uncased``."""
+    import tasks
+    from tasks import finetuning as ft
+
+    stage2 = tasks.get_provider("lm_bench_trec6_gcide8k")
+    vocab = stage2.output_features["targets"].vocabulary
+    for split, count in (("train", 4_907), ("validation", 545)):
+        docs = list(stage2.get_dataset(sequence_length={"targets": 2**30}, split=split,
+                                       shuffle=False, use_cached=False,
+                                       num_epochs=1).as_numpy_iterator())
+        assert len(docs) == count
+        assert vocab.decode(docs[0]["targets"].tolist()[:-1]) == bd.trec(split)[0]["sentence"]
+    assert "test" not in stage2.splits
+    assert set(tasks.get_provider("lm_general_gcide8k").splits) == {
+        "train", "validation"}
+    name = "bench_trec6_gcide8k"
+    assert [tasks.num_examples(name, s) for s in ("train", "validation", "test", "train_100",
+                                                  "train_500")] == [4_907, 545, 500, 100, 500]
+    # (decoded through the BPE: characters GCIDE's pieces lack come back as one mark)
+    train = {vocab.decode(vocab.encode(r["sentence"])): r["coarse"] for r in bd.trec("train")}
+    small = [e for e in ft.eval_examples(name, "train_100", 48)]
+    larger = {vocab.decode(e["input_ids"].tolist()) for e in ft.eval_examples(
+        name, "train_500", 48)}
+    texts = [vocab.decode(e["input_ids"].tolist()) for e in small]
+    assert set(texts) <= larger and len(set(texts)) == 100
+    assert all(train[t] == e["label"] for t, e in zip(texts, small, strict=True))
+    assert ft.get_spec(name).label_names == ft.get_spec("bench_trec6_bert_uncased").label_names
+
+
 @pytest.mark.parametrize("name", sorted(
     os.path.basename(p)[:-4] for p in os.listdir(os.path.join(REPO_ROOT, "gin_configs",
                                                               "finetune"))

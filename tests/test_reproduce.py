@@ -368,6 +368,7 @@ def test_each_row_can_read_its_own_metric_of_the_reference_runs(tmp_path, doc):
 TINY_BENCHMARK = {
     "ner_conll2003": ["TRAIN_STEPS = 3", "EVAL_STEPS = 2"],
     "awd_lstm_ptb": ["TRAIN_STEPS = 3", "EVAL_STEPS = 2", "BATCH_SIZE = 8"],
+    "ulmfit_trec6": ["TRAIN_STEPS = 3", "EPOCHS = 0.02", "EVAL_STEPS = 2", "BATCH_SIZE = 8"],
 }
 
 
