@@ -25,7 +25,9 @@ padding (PyTorch runs each window at its own length; ours pads it to 90 and mask
 
 Each seed writes ``results/benchmark/awd_lstm_reference/<task>/seed_<s>.json`` (validation
 perplexity every ``--eval_every`` steps, validation and test perplexity at the end,
-minutes, the command); a seed whose file exists is not run again.
+minutes, the command), and its curves as a run's ``seed_<s>/{train,eval}/metrics.jsonl``,
+so that ``python -m pretrain_lm.tools.plots --run=PyTorch=<that dir> --run=ours=<model
+dir> --metrics=perplexity`` draws both; a seed whose file exists is not run again.
 """
 
 from __future__ import annotations
@@ -141,8 +143,8 @@ def train_seed(seed: int) -> dict[str, Any]:
         schedule.step()
         state = [(h.detach(), c.detach()) for h, c in new_state]
         if step % 100 == 0:
-            losses.append({"step": step, "nll": float(nll), "loss": float(loss)})
-            print(f"seed {seed} step {step}: loss {float(loss):.3f} nll {float(nll):.3f} "
+            losses.append({"step": step, "nll": nll.item(), "loss": loss.item()})
+            print(f"seed {seed} step {step}: loss {loss.item():.3f} nll {nll.item():.3f} "
                   f"({(time.time() - start) / step:.2f} s/step)", flush=True)
         if step % _EVAL_EVERY.value == 0 or step == _STEPS.value:
             curve.append({"step": step, "perplexity": perplexity(model, "validation")})
@@ -159,6 +161,20 @@ def train_seed(seed: int) -> dict[str, Any]:
                                  *map(shlex.quote, sys.argv[1:])])}
 
 
+def write_curves(result: dict[str, Any], run_dir: str) -> None:
+    """``run_dir/{train,eval}/metrics.jsonl`` of one seed's result, in the records
+    ``pretrain_lm.train`` writes (step, nll, loss / perplexity), for ``tools.plots``."""
+    records = {
+        "train": [{"step": r["step"], "nll": r["nll"], "loss": r["loss"],
+                   "perplexity": math.exp(r["nll"])} for r in result["train_losses"]],
+        "eval": [{"step": r["step"], "split": "validation", "perplexity": r["perplexity"],
+                  "nll": math.log(r["perplexity"])} for r in result["validation_curve"]]}
+    for split, rows in records.items():
+        os.makedirs(os.path.join(run_dir, split), exist_ok=True)
+        with open(os.path.join(run_dir, split, "metrics.jsonl"), "w") as f:
+            f.writelines(json.dumps(r) + "\n" for r in rows)
+
+
 def main(argv: list[str]) -> None:
     del argv
     out_dir = os.path.join(_OUTPUT.value, _TASK.value)
@@ -172,6 +188,7 @@ def main(argv: list[str]) -> None:
         with open(path, "w") as f:
             json.dump(result, f, indent=1)
             f.write("\n")
+        write_curves(result, os.path.join(out_dir, f"seed_{seed}"))
         print(f"seed {seed}: validation {result['validation_perplexity']:.2f}, test "
               f"{result['test_perplexity']:.2f} ({result['minutes']} min) -> {path}")
 
