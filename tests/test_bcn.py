@@ -142,11 +142,11 @@ def test_bad_classification_input_gives_clear_errors():
                 "test": [([], 0)]}[split]
 
     data = tagging.WordClassificationData("bad_novels", load, ("a", "b"), "unk")
-    with pytest.raises(tagging.TaggingDataError, match="sentence 0 has label 7, outside 0..1"):
+    with pytest.raises(tagging.TaggingDataError, match=r"sentence 0 has label 7, outside 0\.\.1"):
         data.sentences("validation")
     with pytest.raises(tagging.TaggingDataError, match="sentence 0 is empty"):
         data.sentences("test")
-    with pytest.raises(ValueError, match="only it, needs vectors_path"):
+    with pytest.raises(ValueError, match=r"only it, needs vectors_path"):
         tagging.WordClassificationData("bad", load, ("a", "b"))
     with pytest.raises(ValueError, match="sentence-classification task, not a tagging task"):
         tagging.tag_names(NOVELS)
@@ -154,8 +154,8 @@ def test_bad_classification_input_gives_clear_errors():
         tagging.label_names("ner_austen")
     with pytest.raises(ValueError, match="not a word-level classification task"):
         _tiny().check_task(tasks.task_info("ner_austen"))
-    with pytest.raises(ValueError, match="--gin.NUM_CLASSES=6|has 6 classes"):
+    with pytest.raises(ValueError, match=r"has 6 classes"):
         _tiny().check_task(tasks.task_info(NOVELS))
-    with pytest.raises(ValueError, match="must equal cove.vector_dim"):
+    with pytest.raises(ValueError, match=r"must equal cove\.vector_dim"):
         bcn.BCNConfig(vocab_size=5, num_classes=2, word_embed_dim=8,
                       cove=cove.CoVeConfig(vector_dim=50))
