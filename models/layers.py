@@ -661,7 +661,7 @@ def with_embedding_table(params: dict, table: np.ndarray, fix: str,
     boxed = params[name]["embedding"]
     current = meta.unbox(boxed)
     if table.shape != current.shape:
-        raise ValueError(f"The word vectors {table.shape} do not fit the embedding "
+        raise ValueError(f"The word vectors {table.shape} do not fit the word embedding "
                          f"{current.shape}: {fix}")
     value = jnp.asarray(table, current.dtype)
     new = boxed.replace_boxed(value) if isinstance(boxed, meta.AxisMetadata) else value
