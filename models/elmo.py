@@ -172,6 +172,16 @@ def elmo_tiny(**overrides: Any) -> ELMoConfig:
         "projection_dim": 64, "cell_size": 256, "vocab_size": 8192, **overrides})
 
 
+def plain_char_cnn_config(char_embed_dim: int, filters: tuple[tuple[int, int], ...]
+                          ) -> ELMoConfig:
+    """``CharCNN`` sizes for a character CNN alone (Ma & Hovy's, in the taggers and the
+    BCN): tanh, max over positions, no highway, no projection (``filters``: (width,
+    count) pairs; the output is their total count wide)."""
+    width = sum(n for _, n in filters)
+    return ELMoConfig(char_embed_dim=char_embed_dim, filters=filters, cnn_activation="tanh",
+                      num_highway=0, projection_dim=width, cell_size=max(width, 1))
+
+
 def token_mask(char_ids: Array) -> Array:
     """``[batch, time]`` True at real tokens: any character id > 0 (bilm-tf's mask)."""
     return jnp.any(char_ids > 0, axis=-1)

@@ -637,3 +637,32 @@ class LSTM(nn.Module):
         if self.reverse:
             outputs = reverse_padded(outputs, lengths)
         return outputs, state
+
+
+class BiLSTM(nn.Module):
+    """A forward and a backward ``LSTM`` over the same input, outputs concatenated
+    ``[batch, time, 2 * hidden]`` (zeros at padding)."""
+
+    hidden: int
+
+    @nn.compact
+    def __call__(self, x: Array, mask: Array) -> Array:
+        forward, _ = LSTM(self.hidden, name="forward")(x, mask)
+        backward, _ = LSTM(self.hidden, reverse=True, name="backward")(x, mask)
+        return jnp.concatenate([forward, backward], axis=-1)
+
+
+def with_embedding_table(params: dict, table: np.ndarray, fix: str,
+                         name: str = "word_embed") -> dict:
+    """``params`` with ``params[name]["embedding"]`` replaced by ``table`` (pretrained word
+    vectors, say); a table of another shape is an error ending with ``fix``."""
+    from flax.core import meta
+
+    boxed = params[name]["embedding"]
+    current = meta.unbox(boxed)
+    if table.shape != current.shape:
+        raise ValueError(f"The word vectors {table.shape} do not fit the word embedding "
+                         f"{current.shape}: {fix}")
+    value = jnp.asarray(table, current.dtype)
+    new = boxed.replace_boxed(value) if isinstance(boxed, meta.AxisMetadata) else value
+    return {**params, name: {**params[name], "embedding": new}}

@@ -102,10 +102,7 @@ class TaggerConfig:
 
     def char_cnn_config(self) -> elmo.ELMoConfig:
         """The ``elmo.CharCNN`` sizes of the character CNN (tanh, no highway/projection)."""
-        width = sum(n for _, n in self.char_filters)
-        return elmo.ELMoConfig(char_embed_dim=self.char_embed_dim, filters=self.char_filters,
-                               cnn_activation="tanh", num_highway=0, projection_dim=width,
-                               cell_size=max(width, 1))
+        return elmo.plain_char_cnn_config(self.char_embed_dim, self.char_filters)
 
 
 def _char_mask(char_ids: Array) -> Array:
@@ -131,18 +128,6 @@ class CharBiLSTM(nn.Module):
         return jnp.where(elmo.token_mask(char_ids)[..., None], out, 0.0)
 
 
-class BiLSTM(nn.Module):
-    """A forward and a backward ``layers.LSTM`` over the same input, outputs concatenated."""
-
-    hidden: int
-
-    @nn.compact
-    def __call__(self, x: Array, mask: Array) -> Array:
-        forward, _ = layers.LSTM(self.hidden, name="forward")(x, mask)
-        backward, _ = layers.LSTM(self.hidden, reverse=True, name="backward")(x, mask)
-        return jnp.concatenate([forward, backward], axis=-1)
-
-
 class Tagger(nn.Module):
     """Token ids ``[b, t]`` and character ids ``[b, t, 50]`` -> CRF emissions ``[b, t, k]``
     (see the module docstring for the variants). Padding tokens (id 0) come last."""
@@ -166,7 +151,7 @@ class Tagger(nn.Module):
             self.input_mix = elmo.ScalarMix(cfg.bilm.num_layers + 1, cfg.elmo_layer_norm)
             if cfg.elmo_at_output:
                 self.output_mix = elmo.ScalarMix(cfg.bilm.num_layers + 1, cfg.elmo_layer_norm)
-        self.rnns = [BiLSTM(cfg.hidden, name=f"bilstm_{i}") for i in range(cfg.num_layers)]
+        self.rnns = [layers.BiLSTM(cfg.hidden, name=f"bilstm_{i}") for i in range(cfg.num_layers)]
         self.dropout = layers.Dropout(cfg.dropout)
         self.elmo_dropout = layers.Dropout(cfg.elmo_dropout)
         self.emissions = nn.Dense(cfg.num_tags, name="emissions")
@@ -284,7 +269,10 @@ class TaggerModel(Model):
         emissions = jnp.zeros((*batch["token_ids"].shape, self.config.num_tags))
         params = {**params, "crf": self.crf.init(crf_rng, emissions, batch["tag_ids"])["params"]}
         if self.word_embeddings is not None:
-            params = _with_word_embeddings(params, np.asarray(self.word_embeddings))
+            params = layers.with_embedding_table(
+                params, np.asarray(self.word_embeddings),
+                "bind TaggerConfig.vocab_size and word_embed_dim to the task's vocabulary "
+                "size and the vectors' dimension.")
         return params
 
     def _emissions(self, params: dict, batch: Batch, rng: Array | None, train: bool
@@ -339,19 +327,6 @@ class TaggerModel(Model):
             return {}
         p, r = averages["entity_precision"], averages["entity_recall"]
         return {"entity_f1": 2 * p * r / (p + r) if p + r > 0 else 0.0}
-
-
-def _with_word_embeddings(params: dict, table: np.ndarray) -> dict:
-    """``params`` with ``word_embed/embedding`` replaced by ``table`` (shape checked)."""
-    boxed = params["word_embed"]["embedding"]
-    current = meta.unbox(boxed)
-    if table.shape != current.shape:
-        raise ValueError(f"word_embeddings {table.shape} do not fit the word embedding "
-                         f"{current.shape}: bind TaggerConfig.vocab_size and word_embed_dim "
-                         "to the task's vocabulary size and the vectors' dimension.")
-    value = jnp.asarray(table, current.dtype)
-    new = boxed.replace_boxed(value) if isinstance(boxed, meta.AxisMetadata) else value
-    return {**params, "word_embed": {**params["word_embed"], "embedding": new}}
 
 
 def mix_weights(params: dict) -> dict[str, tuple[np.ndarray, float]]:

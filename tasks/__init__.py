@@ -80,6 +80,9 @@ def task_info(task_or_mixture: str) -> lookup.TaskInfo:
         info = dataclasses.replace(info, head=spec.head, label_names=tuple(spec.label_names))
     if tagging.is_tagging_task(provider):
         info = dataclasses.replace(info, tag_names=tuple(tagging.tag_names(task_or_mixture)))
+    if tagging.is_word_classification_task(provider):
+        info = dataclasses.replace(info, head="classification",
+                                   label_names=tuple(tagging.label_names(task_or_mixture)))
     return info
 
 

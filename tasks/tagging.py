@@ -60,7 +60,9 @@ from tasks.word_vectors import embedding_matrix, extend_with_pretrained, load_ve
 from tasks.word_vocab import WordVocabulary
 
 TOKEN_IDS, CHAR_IDS, TAG_IDS, TOKEN_WEIGHTS = "token_ids", "char_ids", "tag_ids", "token_weights"
+LABEL = "label"
 FEATURES = frozenset({TOKEN_IDS, CHAR_IDS, TAG_IDS, TOKEN_WEIGHTS})
+CLASSIFICATION_FEATURES = frozenset({TOKEN_IDS, CHAR_IDS, LABEL, TOKEN_WEIGHTS})
 SPLITS = ("train", "validation", "test")
 STRATEGIES = ("unk", "unk_classes", "vectors")
 MIN_COUNT = 5
@@ -137,32 +139,33 @@ def check_sentences(sentences: Sequence[tuple[Sequence[str], Sequence[str]]],
                                    f"task's tags {list(tag_names)}.")
 
 
-@dataclasses.dataclass(eq=False)
-class WordTaggingData:
-    """A tagging set's splits, its word vocabulary (``strategy``) and the encoded examples.
-
-    ``load_split(split)`` returns the split's ``(tokens, tags)`` sentences; everything is
-    read on first use and cached. ``vectors_path`` (GloVe / word2vec text) is needed by the
-    ``vectors`` strategy."""
+class _WordLevelData:
+    """What a tagging set and a sentence-classification set share: examples ``(tokens, y)``
+    read per split by ``load_split`` and checked by ``check``, the word vocabulary of
+    ``strategy`` built from the train split, and each split's words encoded once per type.
+    Subclasses are dataclasses with the fields ``name``, ``load_split``, ``strategy``,
+    ``min_count``, ``vectors_path`` and ``seed``."""
 
     name: str
-    load_split: Callable[[str], list[Sentence]]
-    tag_names: tuple[str, ...]
-    strategy: str = "unk"
-    min_count: int = MIN_COUNT
-    vectors_path: str | None = None
-    seed: int = 0
+    load_split: Callable[[str], list[tuple[list[str], Any]]]
+    strategy: str
+    min_count: int
+    vectors_path: str | None
+    seed: int
 
-    def __post_init__(self) -> None:
+    def _check_options(self) -> None:
         if self.strategy not in STRATEGIES:
             raise ValueError(f"strategy={self.strategy!r} must be one of {STRATEGIES}.")
         if (self.strategy == "vectors") != (self.vectors_path is not None):
             raise ValueError("The 'vectors' strategy, and only it, needs vectors_path.")
 
+    def check(self, examples: Sequence[tuple[list[str], Any]], where: str) -> None:
+        raise NotImplementedError
+
     @functools.cache  # noqa: B019 (one object per registered task)
-    def sentences(self, split: str) -> list[Sentence]:
+    def sentences(self, split: str) -> list[tuple[list[str], Any]]:
         out = self.load_split(split)
-        check_sentences(out, self.tag_names, f"{self.name}/{split}")
+        self.check(out, f"{self.name}/{split}")
         return out
 
     @functools.cached_property
@@ -189,7 +192,7 @@ class WordTaggingData:
                      fill, extension)
         return vocab, embeddings
 
-    def _maybe(self, split: str) -> list[Sentence]:
+    def _maybe(self, split: str) -> list[tuple[list[str], Any]]:
         try:
             return self.sentences(split)
         except (FileNotFoundError, TaggingDataError, ValueError):
@@ -205,19 +208,15 @@ class WordTaggingData:
         return self._vocabulary_and_embeddings[1]
 
     @functools.cache  # noqa: B019
-    def encoded(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
-                                           np.ndarray]:
+    def encoded_words(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray,
+                                                 np.ndarray]:
         """(type index of every token, row splits, char rows [types, 50], word id of each
-        type, tag ids of every token); each word type is encoded once."""
-        sentences = self.sentences(split)
+        type); each word type is encoded once."""
         types: dict[str, int] = {}
         flat: list[int] = []
-        tags: list[int] = []
         splits = [0]
-        tag_index = {t: i for i, t in enumerate(self.tag_names)}
-        for tokens, sentence_tags in sentences:
+        for tokens, _ in self.sentences(split):
             flat.extend(types.setdefault(w, len(types)) for w in tokens)
-            tags.extend(tag_index[t] for t in sentence_tags)
             splits.append(len(flat))
         chars = CharVocabulary()
         rows = chars.encode_words(list(types))
@@ -225,15 +224,82 @@ class WordTaggingData:
             logging.info("%s/%s: %d word types cut to %d characters", self.name, split,
                          chars.num_truncated, chars.max_word_length)
         ids = np.asarray([self.vocabulary.token_to_id(w) for w in types], np.int32)
-        return (np.asarray(flat, np.int64), np.asarray(splits, np.int64), rows, ids,
-                np.asarray(tags, np.int32))
+        return np.asarray(flat, np.int64), np.asarray(splits, np.int64), rows, ids
+
+
+@dataclasses.dataclass(eq=False)
+class WordTaggingData(_WordLevelData):
+    """A tagging set's splits, its word vocabulary (``strategy``) and the encoded examples.
+
+    ``load_split(split)`` returns the split's ``(tokens, tags)`` sentences; everything is
+    read on first use and cached. ``vectors_path`` (GloVe / word2vec text) is needed by the
+    ``vectors`` strategy."""
+
+    name: str
+    load_split: Callable[[str], list[Sentence]]
+    tag_names: tuple[str, ...]
+    strategy: str = "unk"
+    min_count: int = MIN_COUNT
+    vectors_path: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._check_options()
+
+    def check(self, examples: Sequence[Sentence], where: str) -> None:
+        check_sentences(examples, self.tag_names, where)
+
+    @functools.cache  # noqa: B019
+    def encoded(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                           np.ndarray]:
+        """``encoded_words(split)`` and the tag ids of every token."""
+        tag_index = {t: i for i, t in enumerate(self.tag_names)}
+        tags = [tag_index[t] for _, sentence_tags in self.sentences(split)
+                for t in sentence_tags]
+        return (*self.encoded_words(split), np.asarray(tags, np.int32))
+
+
+@dataclasses.dataclass(eq=False)
+class WordClassificationData(_WordLevelData):
+    """A sentence-classification set read as words (for classifiers over word vectors, such
+    as CoVe's BCN, ``models/bcn.py``): ``load_split(split)`` returns ``(tokens, label id)``
+    pairs, the label an index into ``label_names``; the vocabulary and encoding are the
+    tagging sets' (``strategy`` ``vectors``: Dhingra et al.'s pretrained-vector fill)."""
+
+    name: str
+    load_split: Callable[[str], list[tuple[list[str], int]]]
+    label_names: tuple[str, ...]
+    strategy: str = "vectors"
+    min_count: int = MIN_COUNT
+    vectors_path: str | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self._check_options()
+
+    def check(self, examples: Sequence[tuple[list[str], int]], where: str) -> None:
+        for i, (tokens, label) in enumerate(examples):
+            if not tokens:
+                raise TaggingDataError(f"{where}: sentence {i} is empty; leave empty "
+                                       "sentences out of the data.")
+            if not 0 <= int(label) < len(self.label_names):
+                raise TaggingDataError(f"{where}: sentence {i} has label {label}, outside "
+                                       f"0..{len(self.label_names) - 1} "
+                                       f"({list(self.label_names)}).")
+
+    @functools.cache  # noqa: B019
+    def encoded(self, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray,
+                                           np.ndarray]:
+        """``encoded_words(split)`` and the label id of every sentence."""
+        labels = [int(label) for _, label in self.sentences(split)]
+        return (*self.encoded_words(split), np.asarray(labels, np.int32))
 
 
 class TaggingVocabulary(seqio.PassThroughVocabulary):
     """The seqio face of a ``WordTaggingData``'s word vocabulary, built on first use (so
     that registering a task reads no file): ``vocab_size``, ``tokens``, ``pad_id``."""
 
-    def __init__(self, data: WordTaggingData):
+    def __init__(self, data: _WordLevelData):
         self.data = data
         super().__init__(size=-1)
 
@@ -263,11 +329,17 @@ class TaggingVocabulary(seqio.PassThroughVocabulary):
         return f"TaggingVocabulary({self.data.name})"
 
 
-def output_features(data: WordTaggingData) -> dict[str, seqio.Feature]:
-    """``token_ids``, ``char_ids``, ``tag_ids``, ``token_weights`` (``is_tagging_task``)."""
+def output_features(data: _WordLevelData) -> dict[str, seqio.Feature]:
+    """``token_ids``, ``char_ids``, ``token_weights`` and, for a tagging set, ``tag_ids``
+    (``is_tagging_task``), for a classification set the sentence's ``label``
+    (``is_word_classification_task``)."""
     features = bilm.output_features(TaggingVocabulary(data))
-    features[TAG_IDS] = seqio.Feature(seqio.PassThroughVocabulary(len(data.tag_names)),
-                                      add_eos=False)
+    if isinstance(data, WordTaggingData):
+        features[TAG_IDS] = seqio.Feature(seqio.PassThroughVocabulary(len(data.tag_names)),
+                                          add_eos=False)
+    else:
+        features[LABEL] = seqio.Feature(seqio.PassThroughVocabulary(len(data.label_names)),
+                                        add_eos=False, rank=0, dtype=tf.int32)
     return features
 
 
@@ -276,16 +348,31 @@ def is_tagging_task(provider: seqio.DatasetProviderBase) -> bool:
     return set(provider.output_features) == FEATURES
 
 
-_DATA: dict[str, WordTaggingData] = {}
+def is_word_classification_task(provider: seqio.DatasetProviderBase) -> bool:
+    """Whether a task (or mixture) gives word-level sentences with a class ``label``."""
+    return set(provider.output_features) == CLASSIFICATION_FEATURES
+
+
+_DATA: dict[str, _WordLevelData] = {}
+
+
+def word_level_data(task: str) -> _WordLevelData:
+    """The ``WordTaggingData`` or ``WordClassificationData`` behind a registered task."""
+    lookup.get_provider(task)  # registers the named tasks
+    if task not in _DATA:
+        raise ValueError(f"{task!r} is not a word-level tagging or classification task; "
+                         f"registered ones: {sorted(_DATA)}.")
+    return _DATA[task]
 
 
 def tagging_data(task: str) -> WordTaggingData:
     """The ``WordTaggingData`` behind a registered tagging task."""
-    lookup.get_provider(task)  # registers the named tasks
-    if task not in _DATA:
-        raise ValueError(f"{task!r} is not a word-level tagging task; registered ones: "
-                         f"{sorted(_DATA)}.")
-    return _DATA[task]
+    data = word_level_data(task)
+    if not isinstance(data, WordTaggingData):
+        taggers = sorted(k for k, v in _DATA.items() if isinstance(v, WordTaggingData))
+        raise ValueError(f"{task!r} is a sentence-classification task, not a tagging task; "
+                         f"tagging tasks: {taggers}.")
+    return data
 
 
 def tag_names(task: str) -> tuple[str, ...]:
@@ -298,15 +385,29 @@ def num_tags(task: str) -> int:
     return len(tag_names(task))
 
 
+def label_names(task: str) -> tuple[str, ...]:
+    """The class names of a registered word-level classification task."""
+    data = word_level_data(task)
+    if not isinstance(data, WordClassificationData):
+        raise ValueError(f"{task!r} is a tagging task; it has tags, not sentence labels.")
+    return data.label_names
+
+
+def num_labels(task: str) -> int:
+    """The number of classes of a registered word-level classification task."""
+    return len(label_names(task))
+
+
 def vocabulary_size(task: str) -> int:
-    """The size of a registered tagging task's word vocabulary (ids 0 .. size - 1)."""
-    return len(tagging_data(task).vocabulary)
+    """The size of a registered word-level task's vocabulary (ids 0 .. size - 1)."""
+    return len(word_level_data(task).vocabulary)
 
 
 def pretrained_embeddings(task: str, required: bool = True) -> np.ndarray | None:
-    """The initial word embeddings of a ``vectors``-strategy task (for ``models.taglm``);
-    for another strategy an error, or None if not ``required`` (an ablation over tasks)."""
-    data = tagging_data(task)
+    """The initial word embeddings of a ``vectors``-strategy task (for ``models.taglm``,
+    ``models.bcn``); for another strategy an error, or None if not ``required`` (an
+    ablation over tasks)."""
+    data = word_level_data(task)
     if data.embeddings is None and not required:
         return None
     if data.embeddings is None:
@@ -315,23 +416,26 @@ def pretrained_embeddings(task: str, required: bool = True) -> np.ndarray | None
     return data.embeddings
 
 
-def register_tagging_task(data: WordTaggingData, *,
+def register_tagging_task(data: _WordLevelData, *,
                           shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER) -> seqio.Task:
-    """Registers ``data.name`` as a seqio task over its splits."""
+    """Registers ``data.name`` (a ``WordTaggingData`` or a ``WordClassificationData``) as a
+    seqio task over its splits."""
+    tagging = isinstance(data, WordTaggingData)
 
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
                    ) -> tf.data.Dataset:
-        flat, row_splits, rows, ids, tags = data.encoded(split)
+        flat, row_splits, rows, ids, targets = data.encoded(split)
         ds = tf.data.Dataset.from_tensor_slices((
             tf.RaggedTensor.from_row_splits(flat, row_splits),
-            tf.RaggedTensor.from_row_splits(tags, row_splits)))
+            tf.RaggedTensor.from_row_splits(targets, row_splits) if tagging else targets))
         if shuffle_files:
             ds = ds.shuffle(len(row_splits) - 1, seed=seed, reshuffle_each_iteration=True)
         rows_t, ids_t = tf.constant(rows), tf.constant(ids)
 
-        def encode(types: tf.Tensor, tag_ids: tf.Tensor) -> dict[str, tf.Tensor]:
+        def encode(types: tf.Tensor, target: tf.Tensor) -> dict[str, tf.Tensor]:
             return {TOKEN_IDS: tf.gather(ids_t, types), CHAR_IDS: tf.gather(rows_t, types),
-                    TAG_IDS: tag_ids, TOKEN_WEIGHTS: tf.ones(tf.shape(types), tf.float32)}
+                    TAG_IDS if tagging else LABEL: target,
+                    TOKEN_WEIGHTS: tf.ones(tf.shape(types), tf.float32)}
 
         return ds.map(encode, num_parallel_calls=tf.data.AUTOTUNE)
 
@@ -467,13 +571,16 @@ class WordLevelFormat(formats.InputFormat):
 
     name = "word_level"
     required_lengths = ("targets_length",)
-    example_kind = "word-level sentences (token_ids, char_ids: tasks/bilm.py, tagging.py)"
+    example_kind = ("word-level sentences (token_ids, char_ids: tasks/bilm.py, tagging.py; "
+                    "with tags or a sentence label)")
 
     def accepts(self, provider: seqio.DatasetProviderBase) -> bool:
-        return bilm.is_bilm_task(provider) or is_tagging_task(provider)
+        return (bilm.is_bilm_task(provider) or is_tagging_task(provider)
+                or is_word_classification_task(provider))
 
     def dataset(self, request: formats.Request) -> tf.data.Dataset:
         length = request.lengths["targets_length"]
-        ds = request.read({k: length for k in request.provider.output_features})
+        ds = request.read({k: length for k, feature in request.provider.output_features.items()
+                           if feature.rank})  # a sentence's label is not cut
         return bilm.pad_and_batch(ds, length, request.batch_size, request.task,
                                   request.split)

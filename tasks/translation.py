@@ -18,9 +18,10 @@ than the requested lengths are cut and counted (``tasks.get_stats(task)``:
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import seqio
@@ -192,8 +193,8 @@ from tasks.word_vocab import PAD, UNK, WordVocabulary  # noqa: E402
 
 
 @functools.lru_cache(maxsize=4)
-def _vector_words(vectors_path: str) -> tuple[WordVocabulary, np.ndarray]:
-    vectors = load_vectors(vectors_path)
+def _vector_words(vectors_path: str, limit: int | None) -> tuple[WordVocabulary, np.ndarray]:
+    vectors = load_vectors(vectors_path, limit=limit)
     upper = [w for w in vectors.words if w != w.lower()]
     if upper:
         raise ValueError(
@@ -205,17 +206,18 @@ def _vector_words(vectors_path: str) -> tuple[WordVocabulary, np.ndarray]:
     return vocab, table
 
 
-def vector_vocabulary(vectors_path: str) -> WordVocabulary:
-    """The lower-cased word vocabulary of a word-vector file: 0 ``<PAD>``, 1 ``<UNK>``, then
-    the file's words in file order, so id ``i >= 2`` is the file's vector row ``i - 2``."""
-    return _vector_words(os.path.abspath(vectors_path))[0]
+def vector_vocabulary(vectors_path: str, limit: int | None = None) -> WordVocabulary:
+    """The lower-cased word vocabulary of a word-vector file (its first ``limit`` words,
+    the most frequent in GloVe's order; None: all): 0 ``<PAD>``, 1 ``<UNK>``, then the
+    file's words in file order, so id ``i >= 2`` is the file's vector row ``i - 2``."""
+    return _vector_words(os.path.abspath(vectors_path), limit)[0]
 
 
-def vector_table(vectors_path: str) -> np.ndarray:
-    """float32 ``[2 + words, dim]``: the vectors of ``vector_vocabulary(vectors_path)``'s ids;
-    ``<PAD>`` and ``<UNK>`` are zero rows (torchtext's GloVe gives unknown words zeros, as
-    CoVe's released code does)."""
-    return _vector_words(os.path.abspath(vectors_path))[1]
+def vector_table(vectors_path: str, limit: int | None = None) -> np.ndarray:
+    """float32 ``[2 + words, dim]``: the vectors of ``vector_vocabulary(vectors_path,
+    limit)``'s ids; ``<PAD>`` and ``<UNK>`` are zero rows (torchtext's GloVe gives unknown
+    words zeros, as CoVe's released code does)."""
+    return _vector_words(os.path.abspath(vectors_path), limit)[1]
 
 
 def encode_words(sentence: str, vocab: WordVocabulary) -> list[int]:
@@ -230,13 +232,14 @@ class VectorWordVocabulary(seqio.PassThroughVocabulary):
     registering a task reads no file): ``vocab_size``, ``tokens``, ``pad_id``, ``word_vocab``;
     ids pass through unchanged (the task encodes the words itself)."""
 
-    def __init__(self, vectors_path: str):
+    def __init__(self, vectors_path: str, limit: int | None = None):
         self.vectors_path = os.path.abspath(vectors_path)
+        self.limit = limit
         super().__init__(size=-1)
 
     @property
     def word_vocab(self) -> WordVocabulary:
-        return vector_vocabulary(self.vectors_path)
+        return vector_vocabulary(self.vectors_path, self.limit)
 
     @property
     def _base_vocab_size(self) -> int:
@@ -256,54 +259,65 @@ class VectorWordVocabulary(seqio.PassThroughVocabulary):
 
     def __eq__(self, other: object) -> bool:
         return (isinstance(other, VectorWordVocabulary)
-                and other.vectors_path == self.vectors_path)
+                and (other.vectors_path, other.limit) == (self.vectors_path, self.limit))
 
     def __hash__(self) -> int:
-        return hash(self.vectors_path)
+        return hash((self.vectors_path, self.limit))
 
     def __str__(self) -> str:
-        return f"VectorWordVocabulary({self.vectors_path})"
+        limit = "" if self.limit is None else f", first {self.limit} words"
+        return f"VectorWordVocabulary({self.vectors_path}{limit})"
+
+
+@dataclasses.dataclass(frozen=True)
+class _WordSource:
+    load_split: Callable[[str], tuple[Sequence[str], Sequence[str]]]
+    vectors_path: str
+    vector_limit: int | None
+
+
+_WORD_SOURCE_TASKS: dict[str, _WordSource] = {}
 
 
 @functools.lru_cache(maxsize=16)
-def _encoded_word_source(path: str, source: str, target: str, vectors_path: str
+def _encoded_word_source(task: str, split: str
                          ) -> tuple[np.ndarray, np.ndarray, tuple[str, ...], dict]:
-    """(flat source word ids, row splits, target strings, source coverage) of one file."""
+    """(flat source word ids, row splits, target strings, source coverage) of a split."""
     from absl import logging
 
     from tasks.bilm import tokenize
 
-    sources, targets = read_parallel_tsv(path, source, target)
-    vocab = vector_vocabulary(vectors_path)
+    spec = _WORD_SOURCE_TASKS[task]
+    sources, targets = spec.load_split(split)
+    vocab = vector_vocabulary(spec.vectors_path, spec.vector_limit)
     words = [[w.lower() for w in tokenize(s)] for s in sources]
     ids = [i for sentence in words for i in vocab.encode(sentence)]
     splits = np.cumsum([0, *map(len, words)])
     coverage = vocab.coverage(words)
-    logging.info("%s: %d source tokens, %d (%.1f%%) outside the word vectors (-> <UNK>); "
-                 "%d of %d word types", path, coverage["tokens"], coverage["unknown_tokens"],
-                 100 * coverage["unknown_rate"], coverage["unknown_types"], coverage["types"])
+    logging.info("%s/%s: %d source tokens, %d (%.1f%%) outside the word vectors (-> <UNK>); "
+                 "%d of %d word types", task, split, coverage["tokens"],
+                 coverage["unknown_tokens"], 100 * coverage["unknown_rate"],
+                 coverage["unknown_types"], coverage["types"])
     return np.asarray(ids, np.int32), splits.astype(np.int64), tuple(targets), coverage
 
 
-_WORD_SOURCE_TASKS: dict[str, tuple[str, str, str, str]] = {}
-
-
-def register_word_source_translation_task(name: str, directory: str, vectors_path: str,
-                                          vocab: seqio.Vocabulary, source: str, target: str
-                                          ) -> seqio.Task:
-    """A TSV corpus as ``register_tsv_translation_task`` reads it, with a word-level source
+def register_word_source_pairs_task(
+        name: str, load_split: Callable[[str], tuple[Sequence[str], Sequence[str]]],
+        vectors_path: str, vocab: seqio.Vocabulary, *, vector_limit: int | None = None,
+        splits: Sequence[str] = SPLITS) -> seqio.Task:
+    """Translation pairs ``load_split(split) -> (sources, targets)`` with a word-level source
     for CoVe's MT-LSTM: ``inputs`` = ``encode_words`` ids into
-    ``vector_vocabulary(vectors_path)`` (no EOS), ``targets`` = ``vocab`` ids + EOS. The
-    share of source tokens without a vector is logged when a split is first read and
-    returned by ``source_coverage(name, split)``; cut sequences are counted as in the
-    other translation tasks (``tasks.get_stats(name)``)."""
-    vectors_path = os.path.abspath(vectors_path)
-    counts = corpus.tsv_split_sizes(directory, SPLITS)
+    ``vector_vocabulary(vectors_path, vector_limit)`` (no EOS), ``targets`` = ``vocab`` ids
+    + EOS. The share of source tokens without a vector is logged when a split is first
+    read and returned by ``source_coverage(name, split)``; cut sequences are counted as in
+    the other translation tasks (``tasks.get_stats(name)``)."""
+    _WORD_SOURCE_TASKS[name] = _WordSource(load_split, os.path.abspath(vectors_path),
+                                           vector_limit)
+    _encoded_word_source.cache_clear()
 
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
                    ) -> tf.data.Dataset:
-        ids, row_splits, targets, _ = _encoded_word_source(
-            os.path.join(directory, f"{split}.tsv"), source, target, vectors_path)
+        ids, row_splits, targets, _ = _encoded_word_source(name, split)
         ds = tf.data.Dataset.from_tensor_slices({
             "inputs": tf.RaggedTensor.from_row_splits(ids, row_splits),
             "targets": tf.constant(targets)})
@@ -311,36 +325,47 @@ def register_word_source_translation_task(name: str, directory: str, vectors_pat
             ds = ds.shuffle(len(targets), seed=seed, reshuffle_each_iteration=True)
         return ds
 
-    _WORD_SOURCE_TASKS[name] = (directory, source, target, vectors_path)
-    features = {"inputs": seqio.Feature(VectorWordVocabulary(vectors_path), add_eos=False),
+    features = {"inputs": seqio.Feature(VectorWordVocabulary(vectors_path, vector_limit),
+                                        add_eos=False),
                 "targets": seqio.Feature(vocab, add_eos=True)}
-    return _add(name, source=seqio.FunctionDataSource(dataset_fn, splits=SPLITS,
-                                                      num_input_examples=counts or None),
+    return _add(name, source=_CountedSource(dataset_fn, splits,
+                                            lambda split: len(load_split(split)[0])),
                 preprocessors=_preprocessors(name), output_features=features,
                 shuffle_buffer_size=20_000)
+
+
+def register_word_source_translation_task(name: str, directory: str, vectors_path: str,
+                                          vocab: seqio.Vocabulary, source: str, target: str
+                                          ) -> seqio.Task:
+    """``register_word_source_pairs_task`` over a TSV corpus as
+    ``register_tsv_translation_task`` reads it (``directory/{split}.tsv``)."""
+    return register_word_source_pairs_task(
+        name, lambda split: read_parallel_tsv(os.path.join(directory, f"{split}.tsv"),
+                                              source, target),
+        vectors_path, vocab)
+
+
+def _word_source(task: str) -> _WordSource:
+    lookup.get_provider(task)  # registers the named tasks
+    if task not in _WORD_SOURCE_TASKS:
+        raise ValueError(f"{task!r} has no word-level source; word-source tasks: "
+                         f"{sorted(_WORD_SOURCE_TASKS)}.")
+    return _WORD_SOURCE_TASKS[task]
 
 
 def source_coverage(task: str, split: str) -> dict:
     """How much of a word-source task's split the word vectors cover
     (``WordVocabulary.coverage``: tokens, unknown_tokens, unknown_rate, types,
     unknown_types), over the whole split, before any cut."""
-    lookup.get_provider(task)  # registers the named tasks
-    if task not in _WORD_SOURCE_TASKS:
-        raise ValueError(f"{task!r} has no word-level source; word-source tasks: "
-                         f"{sorted(_WORD_SOURCE_TASKS)}.")
-    directory, source, target, vectors_path = _WORD_SOURCE_TASKS[task]
-    return dict(_encoded_word_source(os.path.join(directory, f"{split}.tsv"), source, target,
-                                     vectors_path)[3])
+    _word_source(task)
+    return dict(_encoded_word_source(task, split)[3])
 
 
 def source_word_vectors(task: str) -> np.ndarray:
     """The fixed word-vector table of a word-source task's ``inputs`` ids (``vector_table``),
     for ``models.cove.CoVeTranslationModel.word_vectors``."""
-    lookup.get_provider(task)  # registers the named tasks
-    if task not in _WORD_SOURCE_TASKS:
-        raise ValueError(f"{task!r} has no word-level source; word-source tasks: "
-                         f"{sorted(_WORD_SOURCE_TASKS)}.")
-    return vector_table(_WORD_SOURCE_TASKS[task][3])
+    spec = _word_source(task)
+    return vector_table(spec.vectors_path, spec.vector_limit)
 
 
 class Seq2SeqFormat(formats.InputFormat):

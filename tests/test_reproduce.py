@@ -369,6 +369,8 @@ TINY_BENCHMARK = {
     "ner_conll2003": ["TRAIN_STEPS = 3", "EVAL_STEPS = 2"],
     "awd_lstm_ptb": ["TRAIN_STEPS = 3", "EVAL_STEPS = 2", "BATCH_SIZE = 8"],
     "ulmfit_trec6": ["TRAIN_STEPS = 3", "EPOCHS = 0.02", "EVAL_STEPS = 2", "BATCH_SIZE = 8"],
+    "cove_classification": ["TRAIN_STEPS = 3", "EVAL_EVERY = 3", "EVAL_STEPS = 2",
+                            "BATCH_SIZE = 8"],
 }
 
 
