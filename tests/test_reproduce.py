@@ -260,6 +260,49 @@ def test_a_failing_run_stops_with_its_command_and_log(tmp_path, doc, jobs):
     assert os.path.exists(tmp_path / "transformer_demo" / "base-seed_1") == (jobs == 2)
 
 
+def test_jobs_run_side_by_side_each_once_the_runs_it_needs_exist(tmp_path, doc,
+                                                                monkeypatch):
+    """``jobs=2`` on the CoVe table: the MT-LSTM (24 jobs wait on it) starts first, two
+    jobs run at once, and no job starts before the results it reads exist: a CoVe
+    classifier after the MT run, a test evaluation after its own training run."""
+    import re
+    import threading
+    import time
+
+    lock, started, running, peak = threading.Lock(), [], set(), [0]
+
+    def fake_run(command, results):
+        text = " ".join(command)
+        needs = [f"{d}/results.json" for d in re.findall(r"COVE_DIR=(\S+)", text)]
+        if results.endswith("results_test.json"):
+            needs.append(os.path.join(os.path.dirname(results), "results.json"))
+        with lock:
+            assert all(os.path.exists(n) for n in needs), (results, needs)
+            started.append(results)
+            running.add(results)
+            peak[0] = max(peak[0], len(running))
+        time.sleep(0.05 if "benchmark_mt" in text else 0.005)
+        os.makedirs(os.path.dirname(results), exist_ok=True)
+        with open(results, "w") as f:
+            json.dump({"eval/accuracy": 0.5}, f)
+        with lock:
+            running.discard(results)
+        return None
+
+    monkeypatch.setattr(reproduce.GroupRunner, "_run", staticmethod(fake_run))
+    rows, _ = reproduce.run_table(doc, "cove_classification", "benchmark",
+                                  root=str(tmp_path), log=lambda _: None, jobs=2)
+    assert started[0].endswith(os.path.join("mt", "results.json"))
+    assert len(started) == len(set(started)) == 1 + 16 * 3  # MT + 16 rows x 3 seeds
+    assert peak[0] == 2
+    assert all(r.ours == 50.0 and r.seeds == 3 for r in rows)
+    # Everything exists now: a second call runs nothing.
+    started.clear()
+    reproduce.run_table(doc, "cove_classification", "benchmark", root=str(tmp_path),
+                        log=lambda _: None, jobs=2)
+    assert started == []
+
+
 def test_train_subsets_are_nested_and_counted():
     import tasks
     from tasks import glue
@@ -318,7 +361,7 @@ def test_full_scale_names_the_datasets_to_prepare_before_any_run(doc, monkeypatc
     def no_training(self, run_id, _stack=()):
         pytest.skip("WMT14 is prepared on this machine: nothing to check")
 
-    monkeypatch.setattr(reproduce.GroupRunner, "ensure", no_training)
+    monkeypatch.setattr(reproduce.GroupRunner, "plan", no_training)
     with pytest.raises(reproduce.TablesError, match=r"not prepared(.|\n)*tfds build wmt14"):
         reproduce.run_table(doc, "transformer_table2", "full", log=lambda _: None)
 

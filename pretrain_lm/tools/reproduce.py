@@ -206,6 +206,16 @@ def list_tables(doc: Mapping[str, Any]) -> str:
 
 
 @dataclasses.dataclass
+class _Job:
+    """One command of a run group: ``results`` is the file it writes (its mark of being
+    done); ``needs``, the results files of the queued jobs it must wait for."""
+
+    command: list[str]
+    results: str
+    needs: set[str]
+
+
+@dataclasses.dataclass
 class GroupRunner:
     """Runs (or finds) the runs of one group under ``root``.
 
@@ -217,7 +227,8 @@ class GroupRunner:
         (``max_examples=50``: tiny budgets).
       dry_run: print the commands, run nothing.
       log: where progress lines go.
-      jobs: how many model dirs of one run (its seeds) train at the same time.
+      jobs: how many jobs (model dirs, evaluations, ensembles) run at the same time; a
+        job starts once the runs it refers to have finished.
     """
 
     name: str
@@ -229,7 +240,8 @@ class GroupRunner:
     decode_flags: Sequence[str] = ()
     jobs: int = 1
     commands: dict[str, list[str]] = dataclasses.field(default_factory=dict)
-    _done: set[str] = dataclasses.field(default_factory=set)
+    _planned: set[str] = dataclasses.field(default_factory=set)
+    _pending: dict[str, _Job] = dataclasses.field(default_factory=dict)
 
     def spec(self, run_id: str) -> Mapping[str, Any]:
         return self.group["runs"][run_id]
@@ -297,45 +309,83 @@ class GroupRunner:
                                 "bleu.json")
         return os.path.join(model_dir, "results.json")
 
-    def ensure(self, run_id: str, _stack: tuple[str, ...] = ()) -> None:
-        """Runs ``run_id`` (its references first) unless its results exist."""
+    def plan(self, run_id: str, _stack: tuple[str, ...] = ()) -> None:
+        """Queues every model dir of ``run_id`` (and of the runs it refers to, first) whose
+        results do not exist yet; ``run_pending`` runs the queue."""
         if run_id in _stack:
             raise TablesError(f"run group {self.name}: runs refer to each other in a circle: "
                               f"{' -> '.join((*_stack, run_id))}.")
-        if run_id in self._done:
+        if run_id in self._planned:
             return
-        for ref in _references(self.spec(run_id), run_id):
-            self.ensure(ref, (*_stack, run_id))
-        self._done.add(run_id)
-        pending = []
+        refs = _references(self.spec(run_id), run_id)
+        for ref in refs:
+            self.plan(ref, (*_stack, run_id))
+        self._planned.add(run_id)
+        needs = {self.results_path(ref, d) for ref in refs for d in self.model_dirs(ref)}
         for index, model_dir in enumerate(self.model_dirs(run_id)):
             command = self.command(run_id, index)
             self.commands[model_dir] = command
-            if os.path.exists(self.results_path(run_id, model_dir)):
+            results = self.results_path(run_id, model_dir)
+            if os.path.exists(results):
                 continue
-            self.log(f"[reproduce] {'would run' if self.dry_run else 'running'}: "
+            self.log(f"[reproduce] {'would run' if self.dry_run else 'queued'}: "
                      f"{shell_command(command)}")
-            pending.append((command, model_dir))
-        if self.dry_run or not pending:
+            self._pending[results] = _Job(command, results, needs & set(self._pending))
+
+    def run_pending(self) -> None:
+        """Runs the queued jobs, ``jobs`` at a time, each once the runs it needs have
+        finished; the job most others wait on (e.g. a pretraining run) starts first. The
+        first failure starts nothing new; the running jobs finish, and every failure is
+        raised together."""
+        if self.dry_run or not self._pending:
             return
-        if self.jobs > 1 and len(pending) > 1:
-            with concurrent.futures.ThreadPoolExecutor(self.jobs) as pool:
-                failures = [f for f in pool.map(lambda p: self._run(*p), pending) if f]
-        else:
-            failures = []
-            for command, model_dir in pending:
-                failures.append(self._run(command, model_dir))
-                if failures[-1]:
+        queue = sorted(self._pending.values(), key=lambda j: -self._waiting_on(j.results))
+        finished: set[str] = set()
+        failures: list[str] = []
+        running: dict[concurrent.futures.Future, _Job] = {}
+        with concurrent.futures.ThreadPoolExecutor(max(self.jobs, 1)) as pool:
+            while running or (queue and not failures):
+                for job in [j for j in queue if j.needs <= finished] if not failures else []:
+                    if len(running) >= max(self.jobs, 1):
+                        break
+                    queue.remove(job)
+                    self.log(f"[reproduce] running: {shell_command(job.command)}")
+                    running[pool.submit(self._run, job.command, job.results)] = job
+                if not running:  # what is left waits on a run that never finished
                     break
-        failures = [f for f in failures if f]
+                done, _ = concurrent.futures.wait(
+                    running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in done:
+                    job = running.pop(future)
+                    failure = future.result()
+                    if failure:
+                        failures.append(failure)
+                    else:
+                        finished.add(job.results)
+                        del self._pending[job.results]
         if failures:
             raise RunFailedError("\n\n".join(failures))
 
+    def _waiting_on(self, results: str) -> int:
+        """How many queued jobs wait (directly or not) on the job that writes ``results``."""
+        waiting, todo = set(), [results]
+        while todo:
+            done = todo.pop()
+            for job in self._pending.values():
+                if done in job.needs and job.results not in waiting:
+                    waiting.add(job.results)
+                    todo.append(job.results)
+        return len(waiting)
+
     @staticmethod
-    def _run(command: Sequence[str], model_dir: str) -> str | None:
-        """Runs one command into ``model_dir/reproduce.log``; on failure, what to show."""
-        os.makedirs(model_dir, exist_ok=True)
-        log_path = os.path.join(model_dir, "reproduce.log")
+    def _run(command: Sequence[str], results: str) -> str | None:
+        """Runs one command, logging beside its results (``reproduce.log`` for a training
+        run, ``reproduce_<results name>.log`` for the others); on failure, what to show."""
+        folder, name = os.path.split(results)
+        os.makedirs(folder, exist_ok=True)
+        stem = os.path.splitext(name)[0]
+        log_path = os.path.join(folder, "reproduce.log" if stem == "results"
+                                else f"reproduce_{stem}.log")
         with open(log_path, "w") as log:
             code = subprocess.run([sys.executable, *command[1:]], stdout=log,
                                   stderr=subprocess.STDOUT, cwd=ROOT).returncode
@@ -425,6 +475,11 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
     if scale == "full" and not (dry_run or report_only):
         check_data(runner, [_row_run(r, scale)["run"] for r in table["rows"]
                             if r.get(scale) is not None])
+    if not report_only:  # every run the rows need, the independent ones side by side
+        for row in table["rows"]:
+            if row.get(scale) is not None:
+                runner.plan(_row_run(row, scale)["run"])
+        runner.run_pending()
     rows = []
     for row in table["rows"]:
         hib = row.get("higher_is_better", spec.get("higher_is_better",
@@ -436,8 +491,6 @@ def run_table(doc: Mapping[str, Any], name: str, scale: str = "demo", *,
             rows.append(result)
             continue
         ref = _row_run(row, scale)
-        if not report_only:
-            runner.ensure(ref["run"])
         values = runner.value(ref["run"], ref.get("metric", spec.get("metric")))
         result.run = ref["run"]
         factor = ref.get("factor", spec.get("factor", 1))
@@ -996,8 +1049,9 @@ if __name__ == "__main__":
                         "(default: each run group's root in data/paper_tables.json).")
     flags.DEFINE_string("results_dir", os.path.join("results", "reproduce"),
                         "Where TABLE.md / .json / .png go (under SCALE/).")
-    flags.DEFINE_integer("jobs", 1, "Seeds of one run trained at the same time (each a "
-                         "process; on a 2-core machine 2-3 keep the cores busy).")
+    flags.DEFINE_integer("jobs", 1, "Runs (seeds, evaluations, ensembles) made at the same "
+                         "time, each a process once the runs it needs exist; on a 2-core "
+                         "machine 2-3 keep the cores busy.")
     flags.DEFINE_bool("dry_run", False, "Print the commands of missing runs; run nothing.")
     flags.DEFINE_bool("report_only", False, "Run nothing: report the runs that exist "
                       "(rows without results read 'not run').")
