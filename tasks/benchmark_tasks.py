@@ -44,6 +44,16 @@ Language modelling: ``bench_ptb_lm_words``: Mikolov's PTB, word level (ids 0 ``<
 1 ``<eos>``, then the 9,999 train words by count, ``<unk>`` among them), each sentence
 followed by ``<eos>``; documents of ``PTB_SENTENCES_PER_DOCUMENT`` consecutive sentences.
 
+ELMo / TagLM biLM over the real text here, ``register_general_bilm`` (``tasks/bilm.py``
+examples: ``<S>`` sentence ``</S>``, characters in, word ids out): ``bilm_general_words``,
+train = the given corpus files' train documents (GCIDE, Austen; ``tasks.bilm.tokenize``,
+case kept), PTB's train sentences (lower-cased, ``<unk>`` and ``N`` as PTB writes them)
+and CoNLL-2003's eng.train sentences (cased Reuters news, the tagger's own training text,
+without its tags); validation = the corpus files' validation documents and PTB's
+validation sentences. The tagger's validation and test sentences (testa / testb) are
+never read. The softmax vocabulary: the ``BILM_GENERAL_WORDS`` most frequent training
+words seen at least ``tasks.bilm.MIN_COUNT`` times, built when the first dataset is made.
+
 ULMFiT on TREC-6 over a sentencepiece vocabulary (``<suffix>``: ``gcide8k``, the BPE
 learned from GCIDE), ``register_ulmfit_trec6``:
 
@@ -70,13 +80,15 @@ import seqio
 import tensorflow as tf
 
 from tasks import benchmark_data as bd
+from tasks import bilm, glue, metrics, tagging, translation
 from tasks import finetuning as ft
-from tasks import glue, metrics, tagging, translation
 from tasks import language_modeling as lm
 from tasks.vocab import WordPieceVocabulary
+from tasks.word_vocab import WordVocabulary
 
 CONLL_TAGS = tagging.CONLL_TAGS
 WNUT_TAGS = ("O", *(f"{p}-{t}" for t in bd.WNUT_TYPES for p in "BI"))
+BILM_GENERAL_WORDS = 20_000  # the biLM's softmax: these words + <PAD>, <UNK>
 WNUT_MIN_COUNT = 2  # 46k training tokens: words seen twice are kept (as the Austen set)
 PTB_SENTENCES_PER_DOCUMENT = 256
 FINETUNING_SHUFFLE_BUFFER = 10_000
@@ -472,6 +484,30 @@ def register_ulmfit_trec6(vocab: seqio.Vocabulary, suffix: str,
         output_features=ft.output_features(vocab, "classification"),
         shuffle_buffer_size=FINETUNING_SHUFFLE_BUFFER)
     return [general_name, trec_lm, name]
+
+
+def general_bilm_sentences(split: str, corpus_paths: Sequence[str]) -> list[list[str]]:
+    """The tokenised sentences of ``bilm_general_words``' ``split`` (module doc)."""
+    sentences = [s for path in corpus_paths for s in bilm.split_sentences(path, split)]
+    sentences += bd.ptb(split)
+    if split == "train":
+        sentences += [list(s.tokens) for s in bd.conll2003("train")]
+    return sentences
+
+
+def register_general_bilm(corpus_paths: Sequence[str]) -> str:
+    """``bilm_general_words``: ELMo's biLM task over the real text here (module doc)."""
+    sentences = functools.partial(general_bilm_sentences, corpus_paths=tuple(corpus_paths))
+
+    def vocabulary() -> WordVocabulary:
+        return WordVocabulary.from_corpus(
+            ([bilm.BOS, *s, bilm.EOS] for s in sentences("train")),
+            min_count=bilm.MIN_COUNT, max_size=BILM_GENERAL_WORDS)
+
+    name = "bilm_general_words"
+    bilm.register_bilm_task(name, functools.lru_cache(maxsize=2)(sentences),
+                            bilm.WordIdVocabulary(vocabulary, BILM_GENERAL_WORDS + 2))
+    return name
 
 
 def register_all(vocab: WordPieceVocabulary, suffix: str,

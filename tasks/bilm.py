@@ -35,7 +35,7 @@ import functools
 import os
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import seqio
@@ -94,12 +94,36 @@ def _check_boundaries(vocab: WordVocabulary, where: str) -> None:
 
 class WordIdVocabulary(seqio.PassThroughVocabulary):
     """The seqio face of a ``WordVocabulary``: ``vocab_size`` (= its size), ``tokens``
-    (for ``tasks.vocabulary_record``), ``word_vocab``; ids pass through unchanged."""
+    (for ``tasks.vocabulary_record``), ``word_vocab``; ids pass through unchanged.
 
-    def __init__(self, word_vocab: WordVocabulary):
-        _check_boundaries(word_vocab, repr(word_vocab))
-        self.word_vocab = word_vocab
-        super().__init__(len(word_vocab))
+    ``word_vocab`` may be a function that builds it (from data read only when a dataset is
+    made, e.g. the benchmark files); ``size`` then says its size up front, and the built
+    vocabulary must have it."""
+
+    def __init__(self, word_vocab: WordVocabulary | Callable[[], WordVocabulary],
+                 size: int | None = None):
+        if isinstance(word_vocab, WordVocabulary):
+            _check_boundaries(word_vocab, repr(word_vocab))
+            self._word_vocab, self._build = word_vocab, None
+            size = len(word_vocab)
+        elif size is None:
+            raise ValueError("A biLM vocabulary built on first use needs its size.")
+        else:
+            self._word_vocab, self._build = None, word_vocab
+        super().__init__(size)
+
+    @property
+    def word_vocab(self) -> WordVocabulary:
+        if self._word_vocab is None:
+            vocab = self._build()
+            _check_boundaries(vocab, repr(vocab))
+            if len(vocab) != self.vocab_size:
+                raise ValueError(
+                    f"The biLM vocabulary has {len(vocab)} tokens, not the {self.vocab_size} "
+                    "its task declares: the corpus has fewer frequent words than the cap; "
+                    "lower the task's max_words.")
+            self._word_vocab = vocab
+        return self._word_vocab
 
     @property
     def tokens(self) -> tuple[str, ...]:
@@ -107,13 +131,16 @@ class WordIdVocabulary(seqio.PassThroughVocabulary):
 
     @property
     def pad_id(self) -> int:
-        return self.word_vocab.pad_id
+        return 0
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, WordIdVocabulary) and self.word_vocab == other.word_vocab
+        return isinstance(other, WordIdVocabulary) and self._key() == other._key()
 
     def __hash__(self) -> int:
-        return hash(self.word_vocab)
+        return hash(self._key())
+
+    def _key(self) -> object:
+        return self._word_vocab if self._build is None else (self._build, self.vocab_size)
 
 
 def output_features(vocab: seqio.Vocabulary) -> dict[str, seqio.Feature]:
@@ -133,13 +160,10 @@ def is_bilm_task(provider: seqio.DatasetProviderBase) -> bool:
     return set(provider.output_features) == FEATURES
 
 
-@functools.lru_cache(maxsize=8)
-def _encoded_split(corpus_path: str, split: str, validation_fraction: float,
-                   vocab: WordVocabulary) -> tuple[np.ndarray, np.ndarray, np.ndarray,
-                                                   np.ndarray]:
+def encode_sentences(sentences: Sequence[Sequence[str]], vocab: WordVocabulary
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(type ids of all tokens, sentence row splits, char rows [types, 50], word id of
-    each type): every word type is encoded once."""
-    sentences = split_sentences(corpus_path, split, validation_fraction)
+    each type) of ``<S>`` + sentence + ``</S>``: every word type is encoded once."""
     types: dict[str, int] = {BOS: 0, EOS: 1}
     flat: list[int] = []
     splits = [0]
@@ -189,12 +213,28 @@ def register_corpus_bilm_task(name: str, corpus_path: str, vocab: WordVocabulary
     if not 0.0 <= validation_fraction < 1.0:
         raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
     corpus_path = os.path.abspath(corpus_path)
-    seqio_vocab = WordIdVocabulary(vocab)
+    return register_bilm_task(
+        name, functools.partial(split_sentences, corpus_path,
+                                validation_fraction=validation_fraction),
+        vocab, shuffle_buffer_size=shuffle_buffer_size)
+
+
+def register_bilm_task(name: str, sentences: Callable[[str], Sequence[Sequence[str]]],
+                       vocab: WordVocabulary | WordIdVocabulary, *,
+                       splits: Sequence[str] = SPLITS,
+                       shuffle_buffer_size: int = DEFAULT_SHUFFLE_BUFFER) -> seqio.Task:
+    """A biLM task over ``sentences(split)`` (tokenised, without ``<S>``/``</S>``), called
+    once per split when its first dataset is built; ``vocab`` may be built on first use
+    (``WordIdVocabulary``)."""
+    seqio_vocab = vocab if isinstance(vocab, WordIdVocabulary) else WordIdVocabulary(vocab)
+
+    @functools.lru_cache(maxsize=len(splits))
+    def encoded(split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return encode_sentences(sentences(split), seqio_vocab.word_vocab)
 
     def dataset_fn(split: str, shuffle_files: bool, seed: int | None = None
                    ) -> tf.data.Dataset:
-        flat, row_splits, rows, ids = _encoded_split(corpus_path, split,
-                                                     validation_fraction, vocab)
+        flat, row_splits, rows, ids = encoded(split)
         ds = tf.data.Dataset.from_tensor_slices(
             tf.RaggedTensor.from_row_splits(flat, row_splits))
         if shuffle_files:
@@ -211,7 +251,7 @@ def register_corpus_bilm_task(name: str, corpus_path: str, vocab: WordVocabulary
         seqio.TaskRegistry.remove(name)
     return seqio.TaskRegistry.add(
         name,
-        source=seqio.FunctionDataSource(dataset_fn, splits=SPLITS),
+        source=seqio.FunctionDataSource(dataset_fn, splits=tuple(splits)),
         preprocessors=[functools.partial(cut_sentences, stats_name=name)],
         output_features=output_features(seqio_vocab),
         shuffle_buffer_size=shuffle_buffer_size)

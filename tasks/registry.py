@@ -160,9 +160,11 @@ def register_all(tfds_data_dir: str | None = None) -> list[str]:
         vectors_path=WORD_VECTORS, min_count=tagging.AUSTEN_MIN_COUNT)).name)
     # The real benchmark files ($PRETRAIN_LM_DATA_DIR, benchmark packages; bench_*).
     bench_names = benchmark_tasks.register_all(bert_vocab, "bert_uncased", en_de)
+    general_text = [os.path.join(DATA_DIR, "corpus", "gcide", "gcide.txt"), AUSTEN_CORPUS]
     bench_names += benchmark_tasks.register_ulmfit_trec6(
         seqio.SentencePieceVocabulary(os.path.join(DATA_DIR, language_modeling.GCIDE_SPM)),
-        "gcide8k", [os.path.join(DATA_DIR, "corpus", "gcide", "gcide.txt"), AUSTEN_CORPUS])
+        "gcide8k", general_text)
+    bench_names.append(benchmark_tasks.register_general_bilm(general_text))
     return [t.name for t in austen] + [wiki.name, lm1b.name, mixture, *names, *lm_names,
                                         bilm_task.name, *tagging_names, *bench_names]
 
