@@ -120,8 +120,8 @@ class WordIdVocabulary(seqio.PassThroughVocabulary):
             if len(vocab) != self.vocab_size:
                 raise ValueError(
                     f"The biLM vocabulary has {len(vocab)} tokens, not the {self.vocab_size} "
-                    "its task declares: the corpus has fewer frequent words than the cap; "
-                    "lower the task's max_words.")
+                    "its task declares (the corpus has fewer frequent words than that): "
+                    "declare the size the built vocabulary has.")
             self._word_vocab = vocab
         return self._word_vocab
 

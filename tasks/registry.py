@@ -41,7 +41,9 @@ official ones): `bench_glue_{sst2,cola,mrpc,rte,wnli,stsb}_bert_uncased`,
 _vectors]`, `bench_wnut16_ner_words`; `bench_multi30k_translate_en_de` (over
 `spm_en_de_4k`); `bench_ptb_lm_words`; ULMFiT on TREC-6 over the GCIDE BPE:
 `lm_general_gcide8k` (GCIDE + Austen + PTB), `lm_bench_trec6_gcide8k` (the questions),
-`bench_trec6_gcide8k` (the classifier's task, with `train_100` / `train_500`).
+`bench_trec6_gcide8k` (the classifier's task, with `train_100` / `train_500`). ELMo /
+TagLM's biLM for CoNLL-2003: `bilm_general_words` (GCIDE + Austen + PTB + the CoNLL-2003
+training sentences, a softmax over 20,000 words).
 
 TFDS tasks read from `$TFDS_DATA_DIR` (default `~/tensorflow_datasets`) and stop with a
 `DatasetNotPreparedError` naming the `tfds build` command when the data is absent.

@@ -548,6 +548,43 @@ def test_word_level_classification_and_cove_tasks_read_the_files(data_dir, packa
     np.testing.assert_array_equal(table[ids[0]], glove.vectors[row])
 
 
+def test_the_general_bilm_task_reads_every_source_and_no_tagger_eval_sentence(data_dir,
+                                                                            packages):
+    """``bilm_general_words`` (TagLM / ELMo's biLM on CoNLL): its train split is the GCIDE
+    and Austen train documents, PTB's 42,068 train sentences and CoNLL-2003's 14,041
+    eng.train sentences; its validation split, the corpora's validation documents and PTB's
+    3,370 validation sentences. No testa / testb sentence is read; the softmax covers the
+    20,000 most frequent training words and the batches decode back to the sentences."""
+    import tasks
+    from tasks import benchmark_tasks as bt
+    from tasks import bilm, registry
+
+    corpora = [os.path.join(registry.DATA_DIR, "corpus", "gcide", "gcide.txt"),
+               registry.AUSTEN_CORPUS]
+    train = bt.general_bilm_sentences("train", corpora)
+    validation = bt.general_bilm_sentences("validation", corpora)
+    own = [sum(len(bilm.split_sentences(p, split)) for p in corpora)
+           for split in ("train", "validation")]
+    assert len(train) == own[0] + 42_068 + 14_041
+    assert len(validation) == own[1] + 3_370
+    conll_train = {tuple(s.tokens) for s in bd.conll2003("train")}
+    tagger_eval = {tuple(s.tokens) for split in ("validation", "test")
+                   for s in bd.conll2003(split) if len(s.tokens) > 5} - conll_train
+    read = {tuple(s) for s in train + validation}
+    assert len(tagger_eval) > 4_500 and not tagger_eval & read
+    assert conll_train <= read
+    vocab = tasks.get_vocabulary("bilm_general_words")
+    assert vocab.vocab_size == bt.BILM_GENERAL_WORDS + 2 == len(vocab.word_vocab)
+    assert vocab.word_vocab.tokens[2:5] == (bilm.BOS, bilm.EOS, "the")
+    batch = next(tasks.get_dataset("bilm_general_words", split="validation",
+                                   targets_length=48, batch_size=4, seed=0, shuffle=False,
+                                   num_epochs=1).as_numpy_iterator())
+    assert batch["char_ids"].shape == (4, 48, 50)
+    first = [bilm.BOS, *validation[0], bilm.EOS]
+    assert vocab.word_vocab.decode(batch["token_ids"][0][:len(first)]) == [
+        w if w in vocab.word_vocab else "<UNK>" for w in first]
+
+
 def test_a_small_bcn_learns_real_trec(data_dir, packages, tmp_path):
     """CoVe's BCN (models/bcn.py) over fixed GloVe 50d, 300 steps of 32 real TREC-6
     questions: validation accuracy far above the largest class's share (measured: 0.690,

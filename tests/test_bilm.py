@@ -48,6 +48,23 @@ def test_shipped_vocabulary_is_the_train_split_min_count_3_one():
     assert tasks.vocabulary_record(TASK)["sha256"] is not None
 
 
+def test_a_vocabulary_built_on_first_use_is_built_once_and_must_have_its_size():
+    built = []
+
+    def build() -> WordVocabulary:
+        built.append(1)
+        return WordVocabulary.from_corpus([[bilm.BOS, "a", "b", bilm.EOS]], min_count=1)
+
+    lazy = bilm.WordIdVocabulary(build, 6)  # <PAD>, <UNK> and 4 words
+    assert lazy.vocab_size == 6 and not built
+    assert lazy.tokens[2:] == lazy.word_vocab.tokens[2:] and len(built) == 1
+    assert lazy == bilm.WordIdVocabulary(lazy._build, 6) != bilm.WordIdVocabulary(build, 7)
+    with pytest.raises(ValueError, match="has 6 tokens, not the 7 its task declares"):
+        _ = bilm.WordIdVocabulary(build, 7).word_vocab
+    with pytest.raises(ValueError, match="needs its size"):
+        bilm.WordIdVocabulary(build)
+
+
 def test_examples_decode_to_the_validation_sentences():
     batch = _first_batch("validation")
     assert batch["token_ids"].shape == (8, MAX_LENGTH)
