@@ -303,6 +303,22 @@ def test_jobs_run_side_by_side_each_once_the_runs_it_needs_exist(tmp_path, doc,
     assert started == []
 
 
+def test_the_index_lists_each_reference_parity_row_with_its_verdict(tmp_path, doc):
+    """Tables judged against a reference implementation (no paper direction) still give
+    the index a verdict per row: agrees inside the seed spread, disagrees outside it."""
+    rows = [RowResult("a", "row a", 1.0, None, "s", "R", ours=10.0, ours_std=0.5, seeds=3,
+                      reference=10.2, reference_std=0.5, reference_seeds=3),
+            RowResult("b", "row b", 1.0, None, "s", "R", ours=10.0, ours_std=0.1, seeds=3,
+                      reference=12.0, reference_std=0.1, reference_seeds=3),
+            RowResult("c", "row c", 1.0, None, "s", "R")]
+    with open(tmp_path / "awd_lstm_ptb.json", "w") as f:
+        json.dump({"rows": [r.__dict__ for r in rows], "directions": []}, f)
+    index = reproduce.write_index(str(tmp_path), doc, "benchmark")
+    assert "row a: ours equals the reference implementation's | agrees (-0.20 (within" in index
+    assert "row b: ours equals the reference implementation's | disagrees (-2.00 (outside" in index
+    assert "row c" not in index
+
+
 def test_train_subsets_are_nested_and_counted():
     import tasks
     from tasks import glue

@@ -772,6 +772,22 @@ def reference_gap(r: RowResult) -> str:
     return text + ")"
 
 
+def reference_verdict(r: RowResult) -> str:
+    """The parity claim's verdict: ours and the reference agree when they are identical or
+    the gap is inside the seed spread, disagree outside it; one seed each is not judged."""
+    gap = reference_gap(r)
+    if gap == "identical" or "(within" in gap:
+        return f"agrees ({gap})"
+    if "**outside**" in gap:
+        return f"disagrees ({gap.replace('**', '')})"
+    return f"not judged ({gap})"
+
+
+def _row_from_json(row: Mapping[str, Any]) -> RowResult:
+    fields = {f.name for f in dataclasses.fields(RowResult)}
+    return RowResult(**{k: v for k, v in row.items() if k in fields})
+
+
 def write_report(results_dir: str, name: str, table: Mapping[str, Any], scale: str,
                  rows: Sequence[RowResult], commands: Mapping[str, Sequence[str]],
                  invocation: str) -> str:
@@ -947,8 +963,12 @@ def write_index(out_dir: str, doc: Mapping[str, Any], scale: str) -> str:
         with open(path) as f:
             report = json.load(f)
         link = f"[{name}]({name}.md)"
-        for v in report["directions"] or [{"claim": "-", "verdict": "-"}]:
-            lines.append(f"| {link} | {v['claim']} | {v['verdict']} |")
+        claims = [(v["claim"], v["verdict"]) for v in report["directions"]]
+        claims += [(f"{row.label}: ours equals the reference implementation's",
+                    reference_verdict(row)) for row in map(_row_from_json, report["rows"])
+                   if row.ours is not None and row.reference is not None]
+        for claim, verdict in claims or [("-", "-")]:
+            lines.append(f"| {link} | {claim} | {verdict} |")
             link = ""
     markdown = "\n".join(lines) + "\n"
     with open(os.path.join(out_dir, "README.md"), "w") as f:
