@@ -18,6 +18,8 @@ import pytest
 
 from pretrain_lm import gin_utils
 
+# Task settings included after a run mode by several files (their own first line says so).
+EXTENDS = {"elmo/conll2003.gin": "runs/tagger.gin"}
 REQUIRED = ["MIXTURE_OR_TASK_NAME = 'bert_pretrain_austen_uncased'", "MODEL_DIR = '/tmp/x'",
             "TRAIN_STEPS = 10"]
 # Concrete experiments, one folder per paper (demo_*, reproduce_*, pod_*, paper_* runs).
@@ -178,7 +180,8 @@ def _moved(repo_root: str) -> dict[str, str]:
 
 def test_every_gin_file_parses_and_every_older_file_has_a_successor(repo_root):
     """Each file under gin_configs/ parses, alone or after what it needs: a fine-tuning
-    task after a BERT size and runs/finetune.gin, a size or a mesh after a run mode.
+    task after a BERT size and runs/finetune.gin, a size or a mesh after a run mode, a
+    shared task setting (``EXTENDS``) after the run mode it extends.
     Every file of the older layout (demo/, reproduce/, pod/, runs/ulmfit_imdb_*) names an
     existing successor, so an old command finds its new file in one look-up."""
     moved = _moved(repo_root)
@@ -196,6 +199,8 @@ def test_every_gin_file_parses_and_every_older_file_has_a_successor(repo_root):
             files = ["models/bert/base.gin", "runs/finetune.gin", path]
         elif path.startswith(("models/", "mesh/")):
             files = ["runs/pretrain.gin", "models/bert/tiny.gin", path]
+        elif path in EXTENDS:  # a task setting shared by several run modes
+            files = [EXTENDS[path], path]
         else:
             files = [path]
         try:  # a demo binds everything itself; a run mode needs the required macros
